@@ -1,0 +1,55 @@
+# Two commands do the whole set-up on a fresh machine: `make repro` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONDA := $(firstword $(shell command -v micromamba mamba conda 2>/dev/null))
+
+.PHONY: env repro test test-quick lab lock export clean-nbs bench help
+
+help:
+	@echo "make repro   bootstrap the environment and run the pipeline (dvc repro)"
+	@echo "make test    bootstrap the environment and run the tests"
+	@echo "make lab     start JupyterLab on nbs/"
+	@echo "make lock    regenerate requirements.lock.txt from environment.yml"
+	@echo "make export  nbdev-export + nbdev-clean after editing notebooks"
+
+env: $(STAMP)
+
+# Rebuilt only when the lock or the package metadata changes, so a second `make` installs nothing.
+$(STAMP): requirements.lock.txt pyproject.toml
+ifneq ($(CONDA),)
+	@echo ">> creating the environment with $(notdir $(CONDA)) from environment.yml"
+	[ -x $(BIN)/python ] || $(CONDA) env create --yes --prefix $(VENV) --file environment.yml
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements.lock.txt
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+else
+	@echo ">> no conda found: creating $(VENV) with $(PYTHON) and installing the lock with uv"
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' requirements.lock.txt | cut -d' ' -f1)"
+	$(BIN)/python -m uv pip sync --python $(BIN)/python --require-hashes requirements.lock.txt
+	$(BIN)/python -m uv pip install --python $(BIN)/python --no-deps -e .
+endif
+	touch $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=nbs
+
+lock: $(STAMP)
+	$(BIN)/python tools/lock_env.py
+
+export: $(STAMP)
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py
