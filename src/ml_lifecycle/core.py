@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ import yaml
 # %% auto #0
 __all__ = ['PROJECT_MARKERS', 'StageError', 'project_root', 'resolve', 'paths', 'read_yaml', 'declared_params', 'StageParams',
            'check_params', 'stage_params', 'atomic_write', 'write_json', 'read_json', 'write_table', 'read_table',
-           'require_columns', 'require_rows', 'stage_notebook', 'run_stage', 'main']
+           'require_columns', 'require_rows', 'stage_notebook', 'run_stage', 'describe_failure', 'main']
 
 # %% ../../nbs/00_core.ipynb #00c004
 class StageError(Exception):
@@ -208,15 +209,24 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     notebook = stage_notebook(stage, root)
     executed = resolve(paths.executed, root) / notebook.name
     executed.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernel inherits it: no TensorFlow start-up chatter
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters={"params_file": params_file},
                             cwd=str(notebook.parent), kernel_name="python3", progress_bar=False)
     except pm.PapermillExecutionError as e:
-        relative = executed.relative_to(root)
-        raise RuntimeError(f"{e.evalue if e.ename == 'StageError' else f'{e.ename}: {e.evalue}'}\n"
-                           f"  (the executed notebook with the full traceback is {relative})") from None
+        raise RuntimeError(describe_failure(stage, e.ename, e.evalue, e.traceback) +
+                           f"\n  (the executed notebook with the full traceback is {executed.relative_to(root)})") from None
     return executed
 
+def describe_failure(stage: str, ename: str, evalue: str, traceback: list[str]) -> str:
+    "A `StageError` speaks for itself; anything else is shown with the notebook line that raised it."
+    if ename == "StageError":
+        return evalue
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(traceback)).splitlines()
+    raised_at = next((line.strip() for line in reversed(plain) if re.match(r"\s*-+>", line)), "")
+    return f"stage '{stage}' failed: {ename}: {evalue}" + (f"\n  at {raised_at}" if raised_at else "")
+
+# %% ../../nbs/00_core.ipynb #00c023
 def main(argv: list[str] | None = None) -> int:
     "Command line: `ml-lifecycle run <stage> [--params-file FILE]`."
     parser = argparse.ArgumentParser(prog="ml-lifecycle", description="Run a lifecycle stage notebook.")
