@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
 CONDA := $(firstword $(shell command -v micromamba mamba conda 2>/dev/null))
 
 .PHONY: env repro test test-quick lab lock export clean-nbs bench help

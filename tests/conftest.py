@@ -1,0 +1,82 @@
+"""Shared fixtures: the project root, and throw-away copies of the project that run the real pipeline."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+# A data profile small enough for tests; every other parameter stays as committed.
+TINY_PARAMS = {
+    ("demo_data", "n_customers"): 1500,
+    ("select", "cv_folds"): 3,
+    ("select", "candidates", "random_forest", "n_estimators"): 40,
+    ("select", "candidates", "hist_gradient_boosting", "max_iter"): 60,
+}
+
+
+def run(cmd, cwd, check=True, **kwargs):
+    "Run a shell command with the project environment's tools first on PATH."
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), env=env, capture_output=True, text=True,
+                            **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def project_files(root=ROOT):
+    "Files git tracks or would track (the committed project plus work not yet committed)."
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    return [f for f in out.split("\0") if f and (root / f).is_file()]
+
+
+def copy_project(dest: Path) -> Path:
+    "A fresh git repository at `dest` holding the project's source files, as a clone would."
+    for f in project_files():
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    run("git init -q && git add -A && git -c user.email=t@t -c user.name=t commit -qm base", dest)
+    return dest
+
+
+def set_params(project: Path, changes: dict, file="params.yaml"):
+    "Set nested keys (tuples of names) in a project's params.yaml."
+    path = project / file
+    params = yaml.safe_load(path.read_text())
+    for keys, value in changes.items():
+        node = params
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def commit(project: Path, message="update"):
+    run(f"git add -A && git -c user.email=t@t -c user.name=t commit -qm '{message}' --allow-empty", project)
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory):
+    """A project copy on the tiny profile after one full `dvc repro`, committed. Treat as read-only:
+    tests that change it work on `tiny_copy`."""
+    project = copy_project(tmp_path_factory.mktemp("tiny") / "project")
+    set_params(project, TINY_PARAMS)
+    result = run("dvc repro", project)
+    commit(project, "tiny run")
+    project.joinpath(".repro_stdout").write_text(result.stdout + result.stderr)
+    return project
+
+
+@pytest.fixture
+def tiny_copy(tiny_project, tmp_path):
+    "A private copy of `tiny_project` (with its DVC cache) that a test may change."
+    dest = tmp_path / "project"
+    shutil.copytree(tiny_project, dest, symlinks=True)
+    return dest

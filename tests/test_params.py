@@ -1,0 +1,101 @@
+"""params.yaml is the single source of truth, and every parameter a notebook reads is declared in dvc.yaml."""
+import ast
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import ROOT
+from ml_lifecycle.core import StageError, StageParams, declared_params, stage_params
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def params_read_by(notebook) -> set[str]:
+    """Dotted keys a notebook reads from the object `stage_params` returns: `params["a"]["b"]` reads `a.b`;
+    aliases (`s = params["a"]`, then `s["b"]`) are followed; a chain stops at its first non-constant index."""
+    source = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
+    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.startswith(("#|", "%", "!"))))
+    roots: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                and getattr(node.value.func, "id", None) == "stage_params":
+            roots.update({t.id: "" for t in node.targets if isinstance(t, ast.Name)})
+
+    def path_of(node):
+        keys = []
+        while isinstance(node, ast.Subscript):
+            if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
+                keys.clear()  # a variable index: only the part before it is a known key
+            else:
+                keys.insert(0, node.slice.value)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in roots:
+            return ".".join(p for p in [roots[node.id], *keys] if p)
+        return None
+
+    for _ in range(3):  # resolve aliases of aliases
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript):
+                path = path_of(node.value)
+                if path is not None:
+                    roots.update({t.id: path for t in node.targets if isinstance(t, ast.Name)})
+    parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+    reads = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and not isinstance(parents.get(node), ast.Subscript):
+            path = path_of(node)
+            if path and not (isinstance(parents.get(node), ast.Assign) and parents[node].value is node):
+                reads.add(path)
+    return reads
+
+
+def covers(declared: str, read: str) -> bool:
+    return read == declared or read.startswith(declared + ".")
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_notebook_reads_only_declared_params(stage):
+    notebook = next((ROOT / "nbs").glob(f"[0-9][0-9]_{stage}.ipynb"))
+    reads, declared = params_read_by(notebook), declared_params(stage, ROOT)
+    assert reads, f"found no parameter reads in {notebook.name}"
+    undeclared = sorted(r for r in reads if not any(covers(d, r) for d in declared))
+    assert not undeclared, f"{notebook.name} reads {undeclared}, which stage '{stage}' does not declare in dvc.yaml"
+    unused = sorted(d for d in declared if not any(covers(d, r) or covers(r, d) for r in reads))
+    assert not unused, f"stage '{stage}' declares {unused} but its notebook never reads them"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_declared_params_exist_in_params_yaml(stage):
+    for key in declared_params(stage, ROOT):
+        node = PARAMS
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"stage '{stage}' declares '{key}', absent from params.yaml"
+            node = node[part]
+
+
+def test_the_static_check_catches_an_undeclared_read(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'params = stage_params("x", params_file)\ns = params["train"]\nprint(s["seed"], params["problem"]["label"])\n'
+        'k = "c"\nparams["select"]["candidates"][k]')])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    assert params_read_by(tmp_path / "nb.ipynb") == {"train.seed", "problem.label", "select.candidates"}
+
+
+def test_stage_params_refuses_undeclared_keys_at_run_time():
+    params = stage_params("features", "params.yaml", root=ROOT)
+    assert params["features"]["impute_numeric"] == PARAMS["features"]["impute_numeric"]
+    assert params["problem"]["id_column"] == PARAMS["problem"]["id_column"]
+    with pytest.raises(StageError, match="does not declare") as err:
+        params["problem"]["success_threshold"]
+    assert err.value.field == "problem.success_threshold" and err.value.stage == "features"
+    assert set(params) == {"problem", "features"} and isinstance(params["problem"], StageParams)
+
+
+def test_every_stage_runs_its_own_notebook_and_depends_on_it():
+    for stage, spec in STAGES.items():
+        notebook = next((ROOT / "nbs").glob(f"[0-9][0-9]_{stage}.ipynb"))
+        assert f"nbs/{notebook.name}" in spec["deps"]
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", [])]
+        assert f"reports/notebooks/{notebook.name}" in outs, "the executed copy is a versioned output"
