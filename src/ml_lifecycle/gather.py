@@ -37,7 +37,10 @@ def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | No
             and not Path(full.database).is_file():
         # SQLite would silently create an empty database; a missing file is an error here.
         raise StageError(stage, shown, None, "database file not found")
-    engine = create_engine(full)
+    try:
+        engine = create_engine(full)
+    except (ImportError, SQLAlchemyError) as e:  # no driver for this database, or a malformed URL
+        raise StageError(stage, shown, None, f"cannot open the database: {e}") from None
     try:
         with engine.connect() as conn:
             return pd.read_sql(text(query), conn)

@@ -1,0 +1,82 @@
+"""Bad input stops a stage with a non-zero exit and a message naming the stage, the source and the field."""
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from conftest import run, set_params
+
+pytestmark = pytest.mark.integration
+
+
+def fails(project, stage, *expected):
+    "Run `dvc repro <stage>`; it must fail, and its error output must contain every expected fragment."
+    result = run(f"dvc repro {stage}", project, check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0, message
+    error = next((line for line in message.splitlines() if line.startswith("error: ")), "")
+    assert error, f"no one-line error in:\n{message}"
+    for fragment in (f"stage '{stage}'", *expected):
+        assert fragment in error, f"{fragment!r} missing from: {error}"
+    return error
+
+
+def test_missing_source_file(tiny_copy):
+    set_params(tiny_copy, {("gather", "events", "path"): "data/external/nowhere/*.parquet"})
+    fails(tiny_copy, "gather", "data/external/nowhere/*.parquet", "gather.events.path", "no file matches")
+
+
+def test_missing_database_file(tiny_copy):
+    set_params(tiny_copy, {("gather", "customers", "url"): "sqlite:///data/external/absent.sqlite"})
+    fails(tiny_copy, "gather", "absent.sqlite", "gather.customers.url", "database file not found")
+    assert not (tiny_copy / "data/external/absent.sqlite").exists()
+
+
+def test_missing_table(tiny_copy):
+    set_params(tiny_copy, {("gather", "customers", "query"): "SELECT * FROM clients"})
+    fails(tiny_copy, "gather", "crm.sqlite", "field 'clients'", "no such table")
+
+
+def faulty_copy_of_crm(project, sql):
+    "A copy of the demo CRM database outside the demo stage's outputs, changed by `sql`, as the customers source."
+    source = project / "sources" / "crm.sqlite"
+    source.parent.mkdir()
+    source.write_bytes((project / "data/external/crm.sqlite").read_bytes())
+    with sqlite3.connect(source) as conn:
+        conn.execute(sql)
+    set_params(project, {("gather", "customers", "url"): "sqlite:///sources/crm.sqlite"})
+
+
+def test_missing_required_column(tiny_copy):
+    faulty_copy_of_crm(tiny_copy, "ALTER TABLE customers DROP COLUMN plan")
+    fails(tiny_copy, "gather", "customers source", "field 'plan'", "required column is missing")
+
+
+def test_missing_column_in_event_files(tiny_copy):
+    (tiny_copy / "sources").mkdir()
+    for f in (tiny_copy / "data/external/events").glob("*.parquet"):
+        pd.read_parquet(f).drop(columns="amount").to_parquet(tiny_copy / "sources" / f.name, index=False)
+    set_params(tiny_copy, {("gather", "events", "path"): "sources/*.parquet"})
+    fails(tiny_copy, "gather", "events source", "field 'amount'")
+
+
+def test_empty_dataset(tiny_copy):
+    set_params(tiny_copy, {("gather", "customers", "query"): "SELECT * FROM customers WHERE 1 = 0"})
+    fails(tiny_copy, "gather", "customers source", "dataset is empty")
+
+
+@pytest.mark.parametrize("keys, value, stage, fragment", [
+    (("demo_data", "n_customers"), "many", "demo_data", "is not of type 'integer'"),
+    (("select", "cv_folds"), 1, "select", "less than the minimum of 2"),
+    (("train", "decision_threshold"), 1.5, "train", "greater than or equal to the maximum of 1"),
+    (("problem", "cutoff_date"), "2025-02-30", "problem", "is not a 'date'"),
+    (("features", "impute_numeric"), "magic", "features", "is not one of"),
+])
+def test_bad_parameter(tiny_copy, keys, value, stage, fragment):
+    set_params(tiny_copy, {keys: value})
+    fails(tiny_copy, stage, "params.yaml", f"field '{'.'.join(keys)}'", fragment)
+
+
+def test_schema_anomaly_fails_validation(tiny_copy):
+    faulty_copy_of_crm(tiny_copy, "UPDATE customers SET plan = 'platinum' WHERE rowid % 10 = 0")
+    fails(tiny_copy, "validate", "data/raw/customers.parquet", "field 'plan'", "ENUM_TYPE_UNEXPECTED_STRING_VALUES")

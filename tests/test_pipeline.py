@@ -1,0 +1,102 @@
+"""The whole pipeline, end to end, with the real tools: dvc repro runs every stage notebook through papermill."""
+import json
+import re
+
+import pytest
+import yaml
+
+from conftest import ROOT, commit, run, set_params
+
+pytestmark = pytest.mark.integration
+STAGES = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([a-z_]+)'", output)
+
+
+def test_repro_runs_every_stage_and_writes_the_outputs(tiny_project):
+    assert ran_stages((tiny_project / ".repro_stdout").read_text()) == STAGES
+    spec = yaml.safe_load((tiny_project / "dvc.yaml").read_text())["stages"]
+    for stage, definition in spec.items():
+        for out in definition.get("outs", []) + definition.get("metrics", []) + definition.get("plots", []):
+            path = tiny_project / (next(iter(out)) if isinstance(out, dict) else out)
+            assert path.exists(), f"stage {stage} did not write {path.name}"
+    assert sorted(p.name for p in (tiny_project / "reports/notebooks").glob("*.ipynb")) == \
+        sorted(p.name for p in (ROOT / "nbs").glob("0[1-9]_*.ipynb"))
+
+
+def test_metrics_have_the_documented_keys_and_sane_values(tiny_project):
+    metrics = json.loads((tiny_project / "reports/metrics.json").read_text())
+    keys = {"roc_auc", "average_precision", "log_loss", "brier", "precision", "recall", "f1", "accuracy",
+            "threshold", "positive_rate", "model", "n_train", "n_test", "primary_metric", "success_threshold",
+            "meets_success_threshold"}
+    assert keys <= set(metrics)
+    assert 0.7 < metrics["roc_auc"] <= 1 and metrics["n_test"] > 100 and metrics["model"] in \
+        {"logistic_regression", "random_forest", "hist_gradient_boosting"}
+    assert metrics["meets_success_threshold"] == (metrics["roc_auc"] >= metrics["success_threshold"])
+    shown = json.loads(run("dvc metrics show --json", tiny_project).stdout)
+    assert "reports/metrics.json" in json.dumps(shown)
+
+
+def test_executed_notebooks_used_the_injected_parameters(tiny_project):
+    nb = json.loads((tiny_project / "reports/notebooks/08_train.ipynb").read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and 'params_file = "params.yaml"' in "".join(injected[0]["source"])
+
+
+def test_second_repro_runs_nothing(tiny_project):
+    result = run("dvc repro", tiny_project)
+    assert ran_stages(result.stdout) == [] and "up to date" in result.stdout
+    assert run("dvc status --json", tiny_project).stdout.strip() == "{}"
+
+
+def test_changing_a_training_parameter_reruns_only_training(tiny_copy):
+    set_params(tiny_copy, {("train", "decision_threshold"): 0.35})
+    result = run("dvc repro", tiny_copy)
+    assert ran_stages(result.stdout) == ["train"]
+    assert json.loads((tiny_copy / "reports/metrics.json").read_text())["threshold"] == 0.35
+
+
+def test_experiments_set_params_and_show_them(tiny_copy):
+    result = run("dvc exp run -S train.decision_threshold=0.4", tiny_copy)
+    assert ran_stages(result.stdout) == ["train"]
+    shown = json.loads(run("dvc exp show --json", tiny_copy).stdout)
+    assert '"decision_threshold": 0.4' in json.dumps(shown)
+
+
+def test_dag_plots_and_metrics_commands_work(tiny_project, tmp_path):
+    dag = run("dvc dag --md", tiny_project).stdout
+    assert all(stage in dag for stage in STAGES)
+    run(f"dvc plots show -o {tmp_path}/plots", tiny_project)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "ROC curve" in html and "Confusion matrix" in html
+
+
+def test_push_then_pull_into_a_fresh_clone(tiny_copy, tmp_path):
+    run("dvc push", tiny_copy)
+    clone = tiny_copy.parent / "clone"
+    run(f"git clone -q {tiny_copy} {clone}", tmp_path)
+    run("dvc pull", clone)
+    for path in ("models/model.skops", "data/raw/events.parquet", "data/features/train.parquet"):
+        assert (clone / path).read_bytes() == (tiny_copy / path).read_bytes()
+    assert ran_stages(run("dvc repro", clone).stdout) == []
+
+
+def test_papermill_parameters_reach_the_notebook(tiny_copy):
+    "If the `parameters` tag were lost, papermill would silently run with the default file."
+    other = yaml.safe_load((tiny_copy / "params.yaml").read_text())
+    other["problem"]["name"] = "an alternative problem"
+    (tiny_copy / "other.yaml").write_text(yaml.safe_dump(other))
+    run("ml-lifecycle run problem --params-file other.yaml", tiny_copy)
+    assert "an alternative problem" in (tiny_copy / "reports/problem.md").read_text()
+
+
+def test_a_failed_run_keeps_earlier_outputs_in_the_cache(tiny_copy):
+    before = (tiny_copy / "data/raw/events.parquet").read_bytes()
+    set_params(tiny_copy, {("gather", "events", "path"): "data/external/nowhere/*.parquet"})
+    result = run("dvc repro", tiny_copy, check=False)
+    assert result.returncode != 0
+    run("git checkout params.yaml && dvc checkout --force", tiny_copy)  # replaces the failed run's notebook
+    assert (tiny_copy / "data/raw/events.parquet").read_bytes() == before
+    assert ran_stages(run("dvc repro", tiny_copy).stdout) == []
