@@ -15,8 +15,9 @@ VENV_BIN = Path(sys.executable).parent
 TINY_PARAMS = {
     ("demo_data", "n_customers"): 1500,
     ("select", "cv_folds"): 3,
-    ("select", "candidates", "random_forest", "n_estimators"): 40,
-    ("select", "candidates", "hist_gradient_boosting", "max_iter"): 60,
+    ("select", "n_iter"): 2,
+    ("select", "candidates", "random_forest", "fixed", "n_estimators"): 40,
+    ("select", "candidates", "hist_gradient_boosting", "fixed", "max_iter"): 60,
 }
 
 

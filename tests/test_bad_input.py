@@ -68,7 +68,7 @@ def test_empty_dataset(tiny_copy):
 @pytest.mark.parametrize("keys, value, stage, fragment", [
     (("demo_data", "n_customers"), "many", "demo_data", "is not of type 'integer'"),
     (("select", "cv_folds"), 1, "select", "less than the minimum of 2"),
-    (("train", "decision_threshold"), 1.5, "train", "greater than or equal to the maximum of 1"),
+    (("train", "decision_threshold"), 1.5, "train", "is not valid under any of the given schemas"),
     (("problem", "cutoff_date"), "2025-02-30", "problem", "is not a 'date'"),
     (("features", "impute_numeric"), "magic", "features", "is not one of"),
 ])

@@ -42,7 +42,8 @@ def params_read_by(notebook) -> set[str]:
                 if path is not None:
                     roots.update({t.id: path for t in node.targets if isinstance(t, ast.Name)})
     parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
-    reads = set()
+    indexed = {n.value.id for n in ast.walk(tree) if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)}
+    reads = {path for name, path in roots.items() if path and name not in indexed}  # `x = params["a"]["b"]`, then x used
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript) and not isinstance(parents.get(node), ast.Subscript):
             path = path_of(node)
@@ -78,9 +79,9 @@ def test_declared_params_exist_in_params_yaml(stage):
 def test_the_static_check_catches_an_undeclared_read(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         'params = stage_params("x", params_file)\ns = params["train"]\nprint(s["seed"], params["problem"]["label"])\n'
-        'k = "c"\nparams["select"]["candidates"][k]')])
+        'k = "c"\nparams["select"]["candidates"][k]\nmetric = params["problem"]["metric"]\nprint(metric)')])
     nbformat.write(nb, tmp_path / "nb.ipynb")
-    assert params_read_by(tmp_path / "nb.ipynb") == {"train.seed", "problem.label", "select.candidates"}
+    assert params_read_by(tmp_path / "nb.ipynb") == {"train.seed", "problem.label", "select.candidates", "problem.metric"}
 
 
 def test_stage_params_refuses_undeclared_keys_at_run_time():

@@ -29,18 +29,21 @@ def test_repro_runs_every_stage_and_writes_the_outputs(tiny_project):
 def test_metrics_have_the_documented_keys_and_sane_values(tiny_project):
     metrics = json.loads((tiny_project / "reports/metrics.json").read_text())
     keys = {"roc_auc", "average_precision", "log_loss", "brier", "precision", "recall", "f1", "accuracy",
-            "threshold", "positive_rate", "model", "n_train", "n_test", "primary_metric", "success_threshold",
-            "meets_success_threshold"}
+            "threshold", "positive_rate", "contacted_rate", "profit_model", "profit_contact_all", "profit_contact_none",
+            "profit_model_per_customer", "profit_gain_over_best_naive", "model", "n_train", "n_test",
+            "primary_metric", "primary_score", "success_threshold", "meets_success_threshold"}
     assert keys <= set(metrics)
     assert 0.7 < metrics["roc_auc"] <= 1 and metrics["n_test"] > 100 and metrics["model"] in \
         {"logistic_regression", "random_forest", "hist_gradient_boosting"}
     assert metrics["meets_success_threshold"] == (metrics["roc_auc"] >= metrics["success_threshold"])
+    assert metrics["profit_model"] > max(metrics["profit_contact_all"], metrics["profit_contact_none"]), \
+        "the cost-optimal threshold must beat both naive policies on the hold-out"
     shown = json.loads(run("dvc metrics show --json", tiny_project).stdout)
     assert "reports/metrics.json" in json.dumps(shown)
 
 
 def test_executed_notebooks_used_the_injected_parameters(tiny_project):
-    nb = json.loads((tiny_project / "reports/notebooks/08_train.ipynb").read_text())
+    nb = json.loads((tiny_project / "reports/notebooks/09_evaluate.ipynb").read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1 and 'params_file = "params.yaml"' in "".join(injected[0]["source"])
 
@@ -51,16 +54,16 @@ def test_second_repro_runs_nothing(tiny_project):
     assert run("dvc status --json", tiny_project).stdout.strip() == "{}"
 
 
-def test_changing_a_training_parameter_reruns_only_training(tiny_copy):
+def test_changing_a_training_parameter_reruns_only_what_is_downstream(tiny_copy):
     set_params(tiny_copy, {("train", "decision_threshold"): 0.35})
     result = run("dvc repro", tiny_copy)
-    assert ran_stages(result.stdout) == ["train"]
+    assert ran_stages(result.stdout) == ["train", "evaluate"]
     assert json.loads((tiny_copy / "reports/metrics.json").read_text())["threshold"] == 0.35
 
 
 def test_experiments_set_params_and_show_them(tiny_copy):
     result = run("dvc exp run -S train.decision_threshold=0.4", tiny_copy)
-    assert ran_stages(result.stdout) == ["train"]
+    assert ran_stages(result.stdout) == ["train", "evaluate"]
     shown = json.loads(run("dvc exp show --json", tiny_copy).stdout)
     assert '"decision_threshold": 0.4' in json.dumps(shown)
 
@@ -70,7 +73,9 @@ def test_dag_plots_and_metrics_commands_work(tiny_project, tmp_path):
     assert all(stage in dag for stage in STAGES)
     run(f"dvc plots show -o {tmp_path}/plots", tiny_project)
     html = (tmp_path / "plots" / "index.html").read_text()
-    assert "ROC curve" in html and "Confusion matrix" in html
+    for title in ("ROC curve", "Precision-recall", "Reliability curve", "Profit by decision threshold",
+                  "Permutation importance", "Confusion matrix"):
+        assert title in html, title
 
 
 def test_push_then_pull_into_a_fresh_clone(tiny_copy, tmp_path):

@@ -11,8 +11,9 @@ from ml_lifecycle.features import build_features, feature_spec, make_preprocesso
 from ml_lifecycle.gather import database_url, gather, read_sql_source
 from ml_lifecycle.preprocess import clean_customers, clean_events, label_snapshots, snapshot_cutoffs
 from ml_lifecycle.problem import Problem
-from ml_lifecycle.select import choose, compare_candidates, make_pipeline, make_model
-from ml_lifecycle.train import TRUSTED_TYPES, evaluate, load_model, save_model
+from ml_lifecycle.evaluate import evaluate
+from ml_lifecycle.select import best_per_candidate, make_model, make_pipeline, search_candidates
+from ml_lifecycle.train import TRUSTED_TYPES, load_model, save_model
 
 from conftest import ROOT
 
@@ -66,9 +67,9 @@ def test_demo_sources_are_deterministic_per_seed(tmp_path):
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "dvc.yaml").touch(), (tmp_path / name / "params.yaml").touch()
-    generate_demo_sources(400, "2023-01-01", "2025-06-30", 5, tmp_path / "a")
-    generate_demo_sources(400, "2023-01-01", "2025-06-30", 5, tmp_path / "b")
-    generate_demo_sources(400, "2023-01-01", "2025-06-30", 6, tmp_path / "c")
+    generate_demo_sources(400, "2023-01-01", "2025-06-30", 5, root=tmp_path / "a")
+    generate_demo_sources(400, "2023-01-01", "2025-06-30", 5, root=tmp_path / "b")
+    generate_demo_sources(400, "2023-01-01", "2025-06-30", 6, root=tmp_path / "c")
     read = lambda p: (pd.read_sql("select * from customers", sqlite3.connect(p / "data/external/crm.sqlite")),
                       pd.concat(pd.read_parquet(f) for f in sorted((p / "data/external/events").glob("*.parquet"))))
     (ca, ea), (cb, eb), (cc, ec) = read(tmp_path / "a"), read(tmp_path / "b"), read(tmp_path / "c")
@@ -178,18 +179,20 @@ def test_preprocessor_survives_unseen_categories_and_missing_values(business):
 
 def test_selection_is_deterministic_and_finds_the_planted_signal(business):
     train = business["table"].query("split == 'train'")
-    candidates = {"logistic_regression": {"max_iter": 500}, "hist_gradient_boosting": {"max_iter": 40}}
-    first = compare_candidates(train, business["spec"], candidates, 3, 0).drop(columns="fit_time_s")
-    second = compare_candidates(train, business["spec"], candidates, 3, 0).drop(columns="fit_time_s")
+    candidates = {"logistic_regression": {"fixed": {"max_iter": 500}, "search": {"C": {"log_uniform": [0.01, 10]}}},
+                  "hist_gradient_boosting": {"fixed": {"max_iter": 40}, "search": {"max_leaf_nodes": [7, 15]}}}
+    first = search_candidates(train, business["spec"], candidates, "roc_auc", 3, 2, 0).drop(columns="fit_time_s")
+    second = search_candidates(train, business["spec"], candidates, "roc_auc", 3, 2, 0).drop(columns="fit_time_s")
     pd.testing.assert_frame_equal(first, second)
-    assert first["roc_auc_mean"].min() > 0.75 and choose(first, "roc_auc") in candidates
+    best = best_per_candidate(first, "roc_auc")
+    assert best["roc_auc_mean"].min() > 0.8 and best.index[0] in candidates
 
 
 def test_a_model_on_noise_does_not_meet_the_success_threshold(business):
     train = business["table"].query("split == 'train'").copy()
     train["churned"] = np.random.default_rng(0).permutation(train["churned"].to_numpy())
-    table = compare_candidates(train, business["spec"], {"logistic_regression": {"max_iter": 500}}, 3, 0)
-    assert not PROBLEM.meets_target(table.loc["logistic_regression", "roc_auc_mean"])
+    tried = search_candidates(train, business["spec"], {"logistic_regression": {"fixed": {"max_iter": 500}}}, "roc_auc", 3, 1, 0)
+    assert not PROBLEM.meets_target(best_per_candidate(tried, "roc_auc")["roc_auc_mean"].iloc[0])
 
 
 def test_saved_model_round_trips_and_foreign_types_are_refused(business, tmp_path):

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from .core import StageError, check_params, paths, resolve, stage_params, write_json
 
 # %% auto #0
-__all__ = ['METRICS', 'PROBLEM_SCHEMA', 'Problem', 'problem_card']
+__all__ = ['METRICS', 'PROBLEM_SCHEMA', 'Problem', 'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits',
+           'problem_card']
 
 # %% ../../nbs/01_problem.ipynb #01c005
 METRICS = ("roc_auc", "average_precision")
@@ -70,6 +72,32 @@ class Problem:
         return {**asdict(self), "cutoff_date": self.cutoff_date.strftime("%Y-%m-%d")}
 
 # %% ../../nbs/01_problem.ipynb #01c009
+def decision_profit(y_true, decision, p: Problem) -> float:
+    "Profit of contacting the customers where `decision` is 1, relative to contacting nobody."
+    y_true, decision = np.asarray(y_true).astype(bool), np.asarray(decision).astype(bool)
+    kept = np.sum(decision & y_true) * (p.cost_false_negative - p.cost_false_positive)
+    wasted = np.sum(decision & ~y_true) * p.cost_false_positive
+    return float(kept - wasted)
+
+def profit_curve(y_true, proba, p: Problem, n_thresholds: int = 201) -> pd.DataFrame:
+    "Profit, and share of customers contacted, at evenly spaced thresholds from 0 to 1."
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    thresholds = np.linspace(0, 1, n_thresholds)
+    return pd.DataFrame({"threshold": thresholds,
+                         "contacted": [float(np.mean(proba >= t)) for t in thresholds],
+                         "profit": [decision_profit(y_true, proba >= t, p) for t in thresholds]})
+
+def cost_optimal_threshold(y_true, proba, p: Problem) -> float:
+    "The threshold with the highest profit on (validation) predictions; the lowest such one on ties."
+    curve = profit_curve(y_true, proba, p)
+    return float(curve.loc[curve["profit"].idxmax(), "threshold"])
+
+def naive_profits(y_true, p: Problem) -> dict:
+    "Profit of the two policies that need no model."
+    y_true = np.asarray(y_true)
+    return {"contact_none": 0.0, "contact_all": decision_profit(y_true, np.ones_like(y_true), p)}
+
+# %% ../../nbs/01_problem.ipynb #01c012
 def problem_card(p: Problem) -> str:
     "A Markdown page stating the problem definition."
     return f"""# Problem definition: {p.name}
