@@ -13,8 +13,8 @@ import pandas as pd
 from .core import atomic_write, paths, resolve, stage_params, write_table
 
 # %% auto #0
-__all__ = ['REGIONS', 'CHANNELS', 'PLANS', 'simulate_customers', 'seasonality', 'simulate_purchases', 'add_data_flaws',
-           'write_crm_database', 'write_event_log', 'generate_demo_sources']
+__all__ = ['REGIONS', 'CHANNELS', 'PLANS', 'FAULTS', 'simulate_customers', 'seasonality', 'simulate_purchases', 'add_data_flaws',
+           'fault_list', 'inject_faults', 'write_crm_database', 'write_event_log', 'generate_demo_sources']
 
 # %% ../../nbs/02_demo_data.ipynb #02c005
 REGIONS = {"NO": 0.25, "SO": 0.20, "EA": 0.20, "WE": 0.20, "CE": 0.15}   # region codes
@@ -103,6 +103,37 @@ def add_data_flaws(customers: pd.DataFrame, events: pd.DataFrame, rng: np.random
     return customers.reset_index(drop=True), events.sort_values("event_id", kind="stable").reset_index(drop=True)
 
 # %% ../../nbs/02_demo_data.ipynb #02c014
+FAULTS = ("new_category", "missing_column", "type_change", "out_of_range", "missing_rate_jump", "distribution_shift")
+
+def fault_list(fault: str | list[str]) -> list[str]:
+    "The faults a `demo_data.fault` value names: `none`, one name, or a list of names."
+    names = [] if fault == "none" else [fault] if isinstance(fault, str) else list(fault)
+    unknown = [f for f in names if f not in FAULTS]
+    if unknown:
+        raise ValueError(f"unknown fault {unknown[0]!r}; choose from none, {', '.join(FAULTS)}")
+    return names
+
+def inject_faults(customers: pd.DataFrame, events: pd.DataFrame, faults: list[str], rng: np.random.Generator
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "The sources broken in each of the named ways (see the table above)."
+    customers, events = customers.copy(), events.copy()
+    n = len(customers)
+    if "new_category" in faults:
+        customers.loc[rng.random(n) < 0.05, "channel"] = "marketplace"
+    if "missing_column" in faults:
+        customers = customers.drop(columns="email_opt_in")
+    if "type_change" in faults:
+        events["amount"] = events["amount"].map("{:.2f}".format).str.replace(".", ",", regex=False)
+    if "out_of_range" in faults:
+        birth_year = rng.random(n) < 0.02
+        customers.loc[birth_year, "age"] = 2024 - customers.loc[birth_year, "age"].fillna(40)
+    if "missing_rate_jump" in faults:
+        customers.loc[rng.random(n) < 0.5, "income"] = np.nan
+    if "distribution_shift" in faults:
+        customers.loc[customers["plan"].eq("basic") & (rng.random(n) < 1 / 3), "plan"] = "premium"
+    return customers, events
+
+# %% ../../nbs/02_demo_data.ipynb #02c017
 def write_crm_database(customers: pd.DataFrame, path: Path) -> Path:
     "Write the public customer columns to the `customers` table of a new SQLite file at `path`."
     from sqlalchemy import create_engine
@@ -123,17 +154,19 @@ def write_event_log(events: pd.DataFrame, folder: Path) -> list[Path]:
     month = events["timestamp"].dt.strftime("%Y-%m")
     return [write_table(part, folder / f"events-{key}.parquet") for key, part in events.groupby(month)]
 
-# %% ../../nbs/02_demo_data.ipynb #02c016
-def generate_demo_sources(n_customers: int, start_date: str, end_date: str, seed: int, root: Path | None = None
-                          ) -> dict:
-    "Simulate the example business and write its CRM database and event log under `data/external/`."
+# %% ../../nbs/02_demo_data.ipynb #02c019
+def generate_demo_sources(n_customers: int, start_date: str, end_date: str, seed: int, fault: str | list[str] = "none",
+                          root: Path | None = None) -> dict:
+    "Simulate the example business, break it as `fault` says, and write its sources under `data/external/`."
+    faults = fault_list(fault)
     rng = np.random.default_rng(seed)
     start, end = pd.Timestamp(start_date), pd.Timestamp(end_date)
     customers = simulate_customers(n_customers, start, end, rng)
     events = simulate_purchases(customers, start, end, rng)
     customers, events = add_data_flaws(customers, events, rng)
+    customers, events = inject_faults(customers, events, faults, np.random.default_rng([seed, 1]))
     external = resolve(paths.external, root)
     write_crm_database(customers, external / "crm.sqlite")
     write_event_log(events, external / "events")
-    return {"customers": len(customers), "events": len(events),
+    return {"customers": len(customers), "events": len(events), "faults": faults,
             "churned_by_end": float((customers["_churn_at"] <= end).mean())}
