@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 CONDA := $(firstword $(shell command -v micromamba mamba conda 2>/dev/null))
 
-.PHONY: env repro test test-quick lab lock export clean-nbs bench help
+.PHONY: env repro test test-quick lab lock export clean-nbs bench help hooks stage
 
 help:
 	@echo "make repro   bootstrap the environment and run the pipeline (dvc repro)"
@@ -15,6 +15,8 @@ help:
 	@echo "make lab     start JupyterLab on nbs/"
 	@echo "make lock    regenerate requirements.lock.txt from environment.yml"
 	@echo "make export  nbdev-export + nbdev-clean after editing notebooks"
+	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
+	@echo "make stage NAME=<name>  scaffold a new stage: notebook, dvc.yaml stage, params.yaml section"
 
 env: $(STAMP)
 
@@ -43,8 +45,10 @@ test: $(STAMP)
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
 
+# The project config cleans notebooks under nbs/ on save (outputs stay in the browser), so saving a notebook that
+# was only run leaves its DVC hash alone. See jupyter_server_config.py.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	$(BIN)/jupyter lab --notebook-dir=nbs --config=jupyter_server_config.py
 
 lock: $(STAMP)
 	$(BIN)/python tools/lock_env.py
@@ -54,3 +58,17 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+
+# pre-commit hooks (.pre-commit-config.yaml) and nbdev's cell-by-cell notebook merge and diff drivers, which
+# .gitattributes assigns to *.ipynb. Git runs drivers from the top of the work tree, so the relative path works.
+hooks: $(STAMP)
+	$(BIN)/pre-commit install
+	git config merge.jupyternotebook.name "notebooks merged cell by cell (nbdev-merge)"
+	git config merge.jupyternotebook.driver "tools/in-venv nbdev-merge %O %A %B %P"
+	git config diff.jupyternotebook.command "tools/in-venv nbdev-diff-driver"
+
+# A new stage from the skeleton: nbs/NN_<name>.ipynb, its dvc.yaml stage and its params.yaml section.
+stage: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make stage NAME=<stage_name>"; exit 2; }
+	$(BIN)/python tools/new_stage.py $(NAME)
+	$(BIN)/nbdev-export

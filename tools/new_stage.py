@@ -1,0 +1,144 @@
+"""Scaffold a new lifecycle stage: `make stage NAME=<name>` (this script, then `nbdev-export`).
+
+Writes, for a stage called `monitor` in a project whose last notebook is `10_score.ipynb`:
+
+- `nbs/11_monitor.ipynb`: the skeleton every stage follows (a narrative, an exported function with its parameter
+  schema and a check under it, and a **Run the stage** section with papermill's `parameters` cell), clean;
+- a `monitor:` stage at the end of the `stages:` block of `dvc.yaml` (cmd, deps, params, the executed notebook
+  and a metrics file as outputs), without reformatting the rest of the file;
+- a `monitor:` section at the end of `params.yaml`.
+
+Then edit the notebook, declare what the stage reads and writes in `dvc.yaml`, and `dvc repro monitor`.
+"""
+import argparse
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clean_notebooks import clean_text  # noqa: E402
+
+
+def package_and_script(root: Path) -> tuple[str, str]:
+    "The package (from nbdev's lib_path) and the console script that runs stages (from [project.scripts])."
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    package = Path(pyproject["tool"]["nbdev"]["lib_path"]).name
+    scripts = pyproject.get("project", {}).get("scripts", {})
+    script = next((k for k, v in scripts.items() if v == f"{package}.core:main"), package.replace("_", "-"))
+    return package, script
+
+
+def notebook(name: str, number: str, package: str) -> dict:
+    title = name.replace("_", " ").capitalize()
+    md = lambda s: {"cell_type": "markdown", "metadata": {}, "source": s}  # noqa: E731
+    code = lambda s, **meta: {"cell_type": "code", "execution_count": None, "metadata": meta,  # noqa: E731
+                              "outputs": [], "source": s}
+    cells = [
+        md(f"# {title}: what this stage decides\n\n"
+           f"> Stage {int(number)} of the lifecycle. Replace this skeleton's narrative, functions and checks with "
+           "the stage's own."),
+        md("**What the stage does.** Say what it reads, what it decides and why, and what it writes. The notebook "
+           "is the stage's documentation: a short narrative, then small exported functions each with a check under "
+           "it, then **Run the stage**, which `dvc repro` runs through papermill."),
+        code(f"#| default_exp {name}"),
+        code(f"#| export\nfrom __future__ import annotations\n\n"
+             f"from {package}.core import paths, resolve, stage_params, write_json"),
+        md("## The parameters and their rules\n\n"
+           f"The JSON Schema below is the contract for `{name}:` in `params.yaml`: a wrong type or an impossible "
+           "value stops the stage with the field named. Every key the stage reads is declared under `params:` of "
+           "its stage in `dvc.yaml`, so DVC reruns the stage when it changes."),
+        code(f"#| export\nSCHEMA = {{\n"
+             f'    "type": "object",\n'
+             f'    "required": ["{name}"],\n'
+             f'    "properties": {{"{name}": {{\n'
+             f'        "type": "object",\n'
+             f'        "required": ["message"],\n'
+             f'        "properties": {{"message": {{"type": "string", "minLength": 1}}}},\n'
+             f"    }}}},\n}}"),
+        md("## What the stage computes\n\nOne small function per decision, with a check right under it "
+           "(`nbdev-test` runs the checks; `make test` runs `nbdev-test`)."),
+        code(f"#| export\ndef summarise(settings: dict) -> dict:\n"
+             f'    "What the stage writes. Replace with the stage\'s work."\n'
+             f'    return {{"stage": "{name}", "message": settings["message"]}}'),
+        code('assert summarise({"message": "hello"}) == {"stage": "' + name + '", "message": "hello"}'),
+        md("## Run the stage"),
+        code('params_file = "params.yaml"', tags=["parameters"]),
+        code(f"#| eval: false\n"
+             f'params = stage_params("{name}", params_file, SCHEMA)\n'
+             f'result = summarise(params["{name}"])\n'
+             f'write_json(result, resolve(f"{{paths.reports}}/{name}.json"))\n'
+             f"result"),
+    ]
+    for i, cell in enumerate(cells):
+        cell["id"] = f"{number}c{i:03d}"
+    return {"cells": cells, "metadata": {"kernelspec": {"display_name": "python3", "language": "python",
+                                                        "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def dvc_stage(name: str, notebook_name: str, package: str, script: str) -> str:
+    return (f"  {name}:\n"
+            f"    cmd: {script} run {name}\n"
+            f"    deps: [nbs/{notebook_name}, src/{package}/core.py]\n"
+            f"    params: [{name}]\n"
+            f"    outs:\n"
+            f"      - reports/notebooks/{notebook_name}\n"
+            f"    metrics:\n"
+            f"      - reports/{name}.json: {{cache: false}}\n")
+
+
+def add_to_stages(dvc_yaml: str, block: str) -> str:
+    "Insert `block` at the end of the top-level `stages:` mapping, before any later top-level key."
+    lines = dvc_yaml.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if re.match(r"stages:\s*(#.*)?$", line))
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"[^\s#]", lines[i])), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():  # keep the blank lines before the next key
+        end -= 1
+    if lines[end - 1] and not lines[end - 1].endswith("\n"):
+        lines[end - 1] += "\n"
+    return "".join(lines[:end] + [block] + lines[end:])
+
+
+def scaffold(name: str, root: Path = ROOT) -> list[Path]:
+    import yaml
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"stage name {name!r}: use lowercase letters, digits and '_', starting with a letter")
+    nbs, dvc_path, params_path = root / "nbs", root / "dvc.yaml", root / "params.yaml"
+    stages = (yaml.safe_load(dvc_path.read_text()) or {}).get("stages", {})
+    params = yaml.safe_load(params_path.read_text()) or {}
+    if name in stages or name in params or list(nbs.glob(f"[0-9][0-9]_{name}.ipynb")):
+        raise ValueError(f"stage {name!r} already exists (in dvc.yaml, params.yaml or nbs/)")
+    numbers = [int(p.name[:2]) for p in nbs.glob("[0-9][0-9]_*.ipynb")]
+    number = f"{max(numbers, default=0) + 1:02d}"
+    package, script = package_and_script(root)
+
+    nb_path = nbs / f"{number}_{name}.ipynb"
+    nb_path.write_text(clean_text(json.dumps(notebook(name, number, package)), root), encoding="utf-8")
+    dvc_path.write_text(add_to_stages(dvc_path.read_text(), dvc_stage(name, nb_path.name, package, script)))
+    text = params_path.read_text()
+    params_path.write_text(text.rstrip("\n") + "\n\n"
+                           f"{name}:                          # nbs/{nb_path.name}; every key is declared in dvc.yaml\n"
+                           f"  message: replace with the stage's parameters\n")
+    return [nb_path, dvc_path, params_path]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help="the stage name: lowercase letters, digits and '_'")
+    args = parser.parse_args(argv)
+    try:
+        written = scaffold(args.name)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(p.relative_to(ROOT).as_posix() for p in written))
+    print(f"next: edit {written[0].relative_to(ROOT).as_posix()}, then `make export` and `dvc repro {args.name}`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
