@@ -9,7 +9,7 @@ from ml_lifecycle.core import StageError, atomic_write, project_root, resolve
 from ml_lifecycle.demo_data import add_data_flaws, generate_demo_sources, simulate_customers, simulate_purchases
 from ml_lifecycle.features import build_features, feature_spec, make_preprocessor
 from ml_lifecycle.gather import database_url, gather, read_sql_source
-from ml_lifecycle.preprocess import clean_customers, clean_events, label_snapshots, snapshot_cutoffs
+from ml_lifecycle.preprocess import clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs, split_table
 from ml_lifecycle.problem import Problem
 from ml_lifecycle.evaluate import evaluate
 from ml_lifecycle.select import best_per_candidate, make_model, make_pipeline, search_candidates
@@ -30,11 +30,11 @@ def business():
     customers = simulate_customers(3000, START, END, rng)
     events = simulate_purchases(customers, START, END, rng)
     raw_customers, raw_events = add_data_flaws(customers, events, rng)
-    clean_c, _ = clean_customers(raw_customers, "customer_id", ["region", "channel", "plan", "email_opt_in"],
-                                 "unknown", (18, 100))
+    clean_c, _ = clean_units(raw_customers, "customer_id", ["region", "channel", "plan", "email_opt_in"],
+                             "unknown", {"age": (18, 100)}, date_columns=["signup_date"])
     clean_e, _ = clean_events(raw_events, clean_c["customer_id"], "customer_id", PROBLEM.cutoff_date, 0.995)
     snapshots = label_snapshots(clean_c, clean_e, snapshot_cutoffs(PROBLEM, 2), PROBLEM)
-    attributes = ["region", "channel", "plan", "email_opt_in", "age", "income"]
+    attributes = ["signup_date", "region", "channel", "plan", "email_opt_in", "age", "income"]
     table = build_features(clean_c, clean_e, snapshots, "customer_id", [30, 90, 180], attributes)
     return dict(customers=clean_c, events=clean_e, snapshots=snapshots, table=table,
                 spec={**feature_spec(table, "customer_id", "churned", ["region", "channel", "plan", "email_opt_in"]),
@@ -139,6 +139,19 @@ def test_snapshots_hold_only_active_customers_with_both_classes(business):
     assert not snaps.duplicated(["customer_id", "cutoff"]).any()
 
 
+def test_a_table_with_its_own_label_splits_by_time_or_stratified():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"id": range(1000), "x": rng.normal(size=1000), "y": rng.choice(["yes", "no"], 1000, p=[0.2, 0.8]),
+                          "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.permutation(1000), unit="h")})
+    units, y, _ = label_from_column(table, "y", "yes")
+    by_time, serving = split_table(units, y, "id", "y", "when", 0.25, 0)
+    test_times, train_times = (units.loc[by_time["split"] == s, "when"] for s in ("test", "train"))
+    assert len(test_times) == 250 and test_times.min() > train_times.max()   # nothing from the future in training
+    stratified, _ = split_table(units, y, "id", "y", None, 0.25, 0)
+    rates = stratified.groupby("split")["y"].mean()
+    assert abs(rates["train"] - rates["test"]) < 0.01 and len(serving) == 250 and "y" not in serving
+
+
 def test_label_window_beyond_the_data_is_refused(business):
     late = Problem(**{**PROBLEM.__dict__, "cutoff_date": pd.Timestamp("2025-06-01")})
     with pytest.raises(StageError, match="move problem.cutoff_date earlier") as err:
@@ -163,7 +176,7 @@ def test_features_are_point_in_time(business):
     test_cutoff = snaps.loc[snaps["split"] == "test", "cutoff"].iloc[0]
     truncated = events[events["timestamp"] < test_cutoff]
     again = build_features(business["customers"], truncated, snaps, "customer_id", [30, 90, 180],
-                           ["region", "channel", "plan", "email_opt_in", "age", "income"])
+                           ["signup_date", "region", "channel", "plan", "email_opt_in", "age", "income"])
     pd.testing.assert_frame_equal(again, business["table"])
 
 

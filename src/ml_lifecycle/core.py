@@ -99,6 +99,10 @@ class StageParams(Mapping):
         value = self._values[key]
         return StageParams(self.stage, value, self._declared, dotted + ".") if isinstance(value, Mapping) else value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        "The value of a declared `key`, or `default` when params.yaml leaves it out."
+        return self[key] if key in self._values else default
+
     def __iter__(self):
         return (k for k in self._values if self._is_declared(self._prefix + str(k)))
 

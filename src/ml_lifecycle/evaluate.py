@@ -87,15 +87,13 @@ def segment_table(test: pd.DataFrame, proba: np.ndarray, label: str, threshold: 
 def model_card(problem: Problem, result: dict, threshold_info: dict, segments: pd.DataFrame, importance: pd.DataFrame,
                data: dict) -> str:
     "A Markdown model card: what the model is for, how good it is, how to act on it, and where it is weak."
-    weakest = segments.sort_values("roc_auc").head(3)
+    weakest = segments.sort_values("roc_auc").head(3) if len(segments) else segments
     verdict = "meets" if result["meets_success_threshold"] else "does NOT meet"
     return f"""# Model card: {problem.name}
 
 ## Intended use
-Rank the customers active on a cutoff date by their risk of churning (no purchase in the {problem.horizon_days} days
-after it) and choose whom to send a retention offer. One row is one `{problem.id_column}` active at the cutoff (a
-purchase in the {problem.active_window_days} days before it). Not for customers without purchase history, nor for
-decisions about individuals beyond the offer itself.
+{problem.description or "(Describe the intended use in problem.description.)"} The problem definition, with the
+unit of prediction and the label, is in `reports/problem.md`. Not for decisions beyond the action the costs describe.
 
 ## Model
 `{result['model']}` in a scikit-learn pipeline with its feature transform, settings `{threshold_info['settings']}`,
@@ -103,9 +101,8 @@ chosen by cross-validated `{problem.primary_metric}` (see `reports/selection.md`
 it only with `ml_lifecycle.train.load_model`, which refuses types outside the committed allow-list.
 
 ## Data
-Trained on {data['n_train']} snapshots at cutoffs {data['train_cutoffs']}; evaluated on {data['n_test']} customers at
-the hold-out cutoff {data['test_cutoff']}. Churn rate: {data['train_positive_rate']:.1%} (train),
-{result['positive_rate']:.1%} (hold-out).
+Trained on {data['n_train']} rows{data['train_when']}; evaluated on {data['n_test']} held-out rows{data['test_when']}.
+Positive rate: {data['train_positive_rate']:.1%} (train), {result['positive_rate']:.1%} (hold-out).
 
 ## Performance on the hold-out cutoff
 | metric | value |
@@ -118,25 +115,25 @@ the hold-out cutoff {data['test_cutoff']}. Churn rate: {data['train_positive_rat
 **Success criterion:** {problem.primary_metric} >= {problem.success_threshold}: the model {verdict} it.
 
 ## Decision threshold and its value
-Contact customers with churn probability >= **{result['threshold']:.3f}** ({threshold_info['strategy']}, chosen on
-out-of-fold training predictions with an offer cost of {problem.cost_false_positive:g} and a churner's value of
-{problem.cost_false_negative:g}). On the hold-out cutoff this contacts {result['contacted_rate']:.1%} of customers with
+Act on rows with predicted probability >= **{result['threshold']:.3f}** ({threshold_info['strategy']}, chosen on
+out-of-fold training predictions with an action cost of {problem.cost_false_positive:g} and a positive's value of
+{problem.cost_false_negative:g}). On the hold-out data this acts on {result['contacted_rate']:.1%} of rows with
 precision {result['precision']:.3f} and recall {result['recall']:.3f}.
 
-| policy | expected profit | per customer |
+| policy | expected profit | per row |
 |---|---|---|
 | this model | {result['profit_model']:,.0f} | {result['profit_model_per_customer']:.2f} |
-| contact everyone | {result['profit_contact_all']:,.0f} | {result['profit_contact_all'] / data['n_test']:.2f} |
-| contact nobody | {result['profit_contact_none']:,.0f} | 0.00 |
+| act on everyone | {result['profit_contact_all']:,.0f} | {result['profit_contact_all'] / data['n_test']:.2f} |
+| act on nobody | {result['profit_contact_none']:,.0f} | 0.00 |
 
 ## What drives it
 {importance.head(8).to_markdown(index=False)}
 
 ## Limits
-- The threshold is only as good as the costs in `params.yaml`; it assumes every contacted churner is kept.
+- The threshold is only as good as the costs in `params.yaml`; it assumes every positive acted on is won.
 - Weakest segments by ROC-AUC (see `reports/segments.md`):
 
 {weakest.to_markdown(index=False)}
-- The hold-out is one later cutoff; seasonality at other times of year can change both the churn rate and the
-  best threshold. Revalidate before reusing the threshold on another season.
+- The hold-out is one sample of time; seasonality and drift can change both the positive rate and the best
+  threshold. Revalidate before reusing the threshold on data from another period.
 """

@@ -44,21 +44,26 @@ def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column:
     return out
 
 # %% ../../nbs/06_features.ipynb #06c008
-def build_features(customers: pd.DataFrame, events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
+def build_features(units: pd.DataFrame, events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
                    windows_days: list[int], attributes: list[str]) -> pd.DataFrame:
-    "One row per snapshot: keys, split, label, behaviour, tenure and customer attributes."
-    behaviour = behaviour_features(events, snapshots, id_column, windows_days)
-    table = snapshots.merge(behaviour, on=[id_column, "cutoff"], how="left")
-    table = table.merge(customers[[id_column, "signup_date", *attributes]], on=id_column, how="left")
-    table["tenure_days"] = (table["cutoff"] - table["signup_date"]).dt.days
-    return table.drop(columns="signup_date")
+    "One row per snapshot: keys, split, label, the unit's attributes and, with an event history, its behaviour."
+    table = snapshots.merge(units[[id_column, *attributes]], on=id_column, how="left")
+    if len(events):
+        table = table.merge(behaviour_features(events, snapshots, id_column, windows_days), on=[id_column, "cutoff"], how="left")
+    if "signup_date" in table:
+        table["tenure_days"] = (table["cutoff"] - table["signup_date"]).dt.days
+        table = table.drop(columns="signup_date")
+    return table
 
 def feature_spec(table: pd.DataFrame, id_column: str, label: str, categorical: list[str]) -> dict:
-    "Which columns the model uses, and how: every non-key, non-label column is a feature."
+    "Which columns the model uses, and how: text columns and declared ones are categorical, the rest numeric."
     keys = {id_column, label, "cutoff", "split"}
-    numeric = [c for c in table.columns if c not in keys and c not in categorical]
-    return {"id_column": id_column, "label": label, "numeric": numeric,
-            "categorical": [c for c in categorical if c in table.columns]}
+    columns = [c for c in table.columns if c not in keys]
+    is_text = lambda c: c in categorical or table[c].dtype == object or pd.api.types.is_bool_dtype(table[c])
+    dates = [c for c in columns if pd.api.types.is_datetime64_any_dtype(table[c])]   # not model inputs as such
+    return {"id_column": id_column, "label": label,
+            "numeric": [c for c in columns if not is_text(c) and c not in dates],
+            "categorical": [c for c in columns if is_text(c)]}
 
 # %% ../../nbs/06_features.ipynb #06c011
 def make_preprocessor(spec: dict, impute_numeric: str = "median", min_category_frequency: float = 0.01

@@ -5,34 +5,42 @@
 # %% ../../nbs/05_preprocess.ipynb #05c003
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from .core import StageError, paths, read_table, require_rows, resolve, stage_params, write_json, write_table
+from .core import (StageError, paths, read_table, require_columns, require_rows, resolve, stage_params,
+                               write_json, write_table)
 from .problem import Problem
 
 # %% auto #0
-__all__ = ['clean_customers', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots']
+__all__ = ['clean_units', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot',
+           'label_from_column', 'split_table']
 
 # %% ../../nbs/05_preprocess.ipynb #05c005
-def clean_customers(raw: pd.DataFrame, id_column: str, categorical: list[str], missing_category: str,
-                    valid_age: tuple[float, float], stage: str = "preprocess") -> tuple[pd.DataFrame, dict]:
-    "One typed row per customer, with impossible ages set to missing; and counts of what changed."
-    df = raw.drop_duplicates(subset=[id_column], keep="first").copy()
-    report = {"customers_in": len(raw), "duplicate_customers": len(raw) - len(df)}
-    df["signup_date"] = pd.to_datetime(df["signup_date"], errors="coerce")
-    report["unparseable_signup_date"] = int(df["signup_date"].isna().sum())
-    df = df[df["signup_date"].notna()]
-    for col in categorical:
-        if col in df:
+def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str], missing_category: str,
+                valid_ranges: dict, date_columns: list[str] = (), drop_columns: list[str] = (),
+                stage: str = "preprocess") -> tuple[pd.DataFrame, dict]:
+    "One typed row per unit, impossible values set to missing; and counts of what changed."
+    df = raw.drop(columns=[c for c in drop_columns if c in raw])
+    df = df.drop_duplicates(subset=[id_column] if id_column else None, keep="first").copy()
+    report = {"units_in": len(raw), "duplicate_units": len(raw) - len(df)}
+    for col in date_columns:
+        df[col] = pd.to_datetime(df[col], errors="coerce")
+        report[f"unparseable_{col}"] = int(df[col].isna().sum())
+        df = df[df[col].notna()]
+    text = [c for c in df.columns if c in categorical or df[c].dtype == object or pd.api.types.is_bool_dtype(df[c])]
+    for col in text:
+        if col != id_column:
             df[col] = df[col].astype("string").str.strip().fillna(missing_category).replace("", missing_category)
             df[col] = df[col].astype(object)
-    if "age" in df:
-        age = pd.to_numeric(df["age"], errors="coerce")
-        impossible = age.notna() & ~age.between(*valid_age)
-        report["impossible_age_set_missing"] = int(impossible.sum())
-        df["age"] = age.mask(impossible)
-    report["customers_out"] = len(df)
-    return require_rows(df.reset_index(drop=True), stage, f"{paths.raw}/customers.parquet", "customers left"), report
+    for col, (low, high) in valid_ranges.items():
+        if col in df:
+            values = pd.to_numeric(df[col], errors="coerce")
+            impossible = values.notna() & ~values.between(low, high)
+            report[f"impossible_{col}_set_missing"] = int(impossible.sum())
+            df[col] = values.mask(impossible)
+    report["units_out"] = len(df)
+    return require_rows(df.reset_index(drop=True), stage, f"{paths.raw} unit table", "units left"), report
 
 # %% ../../nbs/05_preprocess.ipynb #05c008
 def amount_cap(events: pd.DataFrame, before: pd.Timestamp, quantile: float) -> float:
@@ -99,3 +107,52 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
             raise StageError(stage, f"{paths.raw}/events.parquet", problem.label,
                              f"the {split} snapshots hold only one class; a classifier needs both")
     return snapshots.sort_values(["cutoff", idc], kind="stable").reset_index(drop=True)
+
+# %% ../../nbs/05_preprocess.ipynb #05c014
+def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, problem: Problem,
+                     stage: str = "preprocess") -> pd.DataFrame:
+    "Customers active on `as_of`, with no label: the batch to score."
+    idc, ts = problem.id_column, events["timestamp"]
+    if as_of > ts.max() + pd.Timedelta(days=1):
+        raise StageError(stage, "params.yaml", "preprocess.serving_as_of",
+                         f"{as_of:%Y-%m-%d} is after the purchases end ({ts.max():%Y-%m-%d}): nothing is known about it")
+    active = events.loc[(ts >= as_of - pd.Timedelta(days=problem.active_window_days)) & (ts < as_of), idc].unique()
+    active = customers.loc[customers[idc].isin(active) & (customers["signup_date"] < as_of), idc]
+    snapshot = pd.DataFrame({idc: np.sort(active.to_numpy()), "cutoff": as_of, "split": "serving"})
+    return require_rows(snapshot, stage, f"{paths.raw}/events.parquet", f"customers active on {as_of:%Y-%m-%d}")
+
+# %% ../../nbs/05_preprocess.ipynb #05c017
+def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess"
+                      ) -> tuple[pd.DataFrame, pd.Series, dict]:
+    "The units without their label column, and the label as 0/1."
+    if label not in units:
+        raise StageError(stage, f"{paths.raw} unit table", label, "the label column is missing (problem.label)")
+    known = units[label].notna() & (units[label].astype(str) != "")
+    values = units.loc[known, label]
+    if str(positive_class) not in set(values.astype(str)):
+        raise StageError(stage, "params.yaml", "problem.positive_class",
+                         f"{positive_class!r} never occurs in column '{label}' (values: {sorted(set(values.astype(str)))[:10]})")
+    y = (values.astype(str) == str(positive_class)).astype("int64")
+    return units.loc[known].drop(columns=label).reset_index(drop=True), y.reset_index(drop=True), \
+        {"missing_label_dropped": int((~known).sum())}
+
+def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, timestamp_column: str | None,
+                test_size: float, seed: int, stage: str = "preprocess") -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Labelled rows with a train/test split (the latest rows by time, else stratified), and a stand-in serving batch."
+    from sklearn.model_selection import train_test_split
+    if timestamp_column:
+        when = units[timestamp_column]
+        n_test = int(np.ceil(test_size * len(units)))
+        split = np.where(when.rank(method="first") > len(units) - n_test, "test", "train")
+        cutoff = when
+    else:
+        train_index, _ = train_test_split(np.arange(len(units)), test_size=test_size, stratify=y, random_state=seed)
+        split = np.where(np.isin(np.arange(len(units)), train_index), "train", "test")
+        cutoff = pd.Series(pd.NaT, index=units.index, dtype="datetime64[ns]")
+    snapshots = pd.DataFrame({id_column: units[id_column].to_numpy(), "cutoff": cutoff.to_numpy(), "split": split,
+                              label: y.to_numpy()})
+    for part in ("train", "test"):
+        if snapshots.loc[snapshots["split"] == part, label].nunique() < 2:
+            raise StageError(stage, f"{paths.raw} unit table", label, f"the {part} split holds only one class")
+    serving = snapshots.loc[snapshots["split"] == "test", [id_column, "cutoff"]].assign(split="serving")
+    return snapshots, serving.reset_index(drop=True)

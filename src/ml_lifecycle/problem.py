@@ -25,15 +25,16 @@ PROBLEM_SCHEMA = {
     "required": ["problem"],
     "properties": {"problem": {
         "type": "object",
-        "required": ["name", "id_column", "label", "cutoff_date", "horizon_days", "active_window_days",
-                     "primary_metric", "success_threshold", "cost_false_positive", "cost_false_negative"],
+        "required": ["name", "label", "primary_metric", "success_threshold", "cost_false_positive", "cost_false_negative"],
         "properties": {
             "name": {"type": "string", "minLength": 1},
-            "id_column": {"type": "string", "minLength": 1},
+            "description": {"type": "string"},
+            "id_column": {"type": ["string", "null"], "minLength": 1},
             "label": {"type": "string", "minLength": 1},
-            "cutoff_date": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
-            "horizon_days": {"type": "integer", "minimum": 1, "maximum": 730},
-            "active_window_days": {"type": "integer", "minimum": 1, "maximum": 1825},
+            "positive_class": {"type": ["string", "integer", "boolean"]},
+            "cutoff_date": {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+            "horizon_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 730},
+            "active_window_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 1825},
             "primary_metric": {"enum": list(METRICS)},
             "success_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "cost_false_positive": {"type": "number", "minimum": 0},
@@ -47,29 +48,40 @@ PROBLEM_SCHEMA = {
 class Problem:
     "The problem definition every later stage is judged against."
     name: str
-    id_column: str
     label: str
-    cutoff_date: pd.Timestamp
-    horizon_days: int
-    active_window_days: int
     primary_metric: str
     success_threshold: float
     cost_false_positive: float
     cost_false_negative: float
+    description: str = ""
+    id_column: str | None = None
+    positive_class: object = 1
+    # Only for labels derived from an event history (the churn example): the hold-out cutoff and the windows.
+    cutoff_date: pd.Timestamp | None = None
+    horizon_days: int | None = None
+    active_window_days: int | None = None
 
     @classmethod
     def from_params(cls, params: Mapping, stage: str = "problem") -> "Problem":
         "Build from the `problem:` section of params.yaml, checking it first."
         values = {"problem": dict(params)}
         check_params(stage, values, PROBLEM_SCHEMA)
-        return cls(**{**values["problem"], "cutoff_date": pd.Timestamp(values["problem"]["cutoff_date"])})
+        cutoff = values["problem"].get("cutoff_date")
+        return cls(**{**values["problem"], "cutoff_date": pd.Timestamp(cutoff) if cutoff else None})
+
+    def require_event_settings(self, stage: str) -> "Problem":
+        "This problem, after checking it has what labels derived from events need."
+        for field in ("cutoff_date", "horizon_days", "active_window_days"):
+            if getattr(self, field) is None:
+                raise StageError(stage, "params.yaml", f"problem.{field}", "required when labels come from an event history")
+        return self
 
     def meets_target(self, score: float) -> bool:
         "Does a primary-metric `score` reach the success threshold?"
         return score >= self.success_threshold
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "cutoff_date": self.cutoff_date.strftime("%Y-%m-%d")}
+        return {**asdict(self), "cutoff_date": self.cutoff_date.strftime("%Y-%m-%d") if self.cutoff_date else None}
 
 # %% ../../nbs/01_problem.ipynb #01c009
 def decision_profit(y_true, decision, p: Problem) -> float:
@@ -100,15 +112,23 @@ def naive_profits(y_true, p: Problem) -> dict:
 # %% ../../nbs/01_problem.ipynb #01c012
 def problem_card(p: Problem) -> str:
     "A Markdown page stating the problem definition."
+    unit = f"one `{p.id_column}`" if p.id_column else "one row of the unit table"
+    if p.cutoff_date is not None:
+        unit += f" active at a cutoff date (an event in the {p.active_window_days} days before it)"
+        label = f"`{p.label}` = 1 when there is no event in the {p.horizon_days} days after the cutoff"
+        holdout = f"| Hold-out cutoff | {p.cutoff_date:%Y-%m-%d}; training uses only earlier cutoffs |\n"
+    else:
+        label, holdout = f"`{p.label}` = 1 when it equals `{p.positive_class}`", ""
     return f"""# Problem definition: {p.name}
+
+{p.description}
 
 | | |
 |---|---|
-| Unit of prediction | one `{p.id_column}` active at a cutoff date (a purchase in the {p.active_window_days} days before it) |
-| Label | `{p.label}` = 1 when there is no purchase in the {p.horizon_days} days after the cutoff |
-| Hold-out cutoff | {p.cutoff_date:%Y-%m-%d}; training uses only earlier cutoffs |
-| Primary metric | `{p.primary_metric}` on the hold-out cutoff |
+| Unit of prediction | {unit} |
+| Label | {label} |
+{holdout}| Primary metric | `{p.primary_metric}` on the hold-out data |
 | Success threshold | {p.primary_metric} >= {p.success_threshold} |
-| Cost of a false positive | {p.cost_false_positive:g} (an offer spent on a customer who would have stayed) |
-| Cost of a false negative | {p.cost_false_negative:g} (a churner missed) |
+| Cost of a false positive | {p.cost_false_positive:g} (an action spent on a unit that did not need it) |
+| Cost of a false negative | {p.cost_false_negative:g} (a positive missed) |
 """
