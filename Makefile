@@ -15,6 +15,8 @@ help:
 	@echo "make lab     start JupyterLab on nbs/"
 	@echo "make lock    regenerate requirements.lock.txt from environment.yml"
 	@echo "make export  nbdev-export + nbdev-clean after editing notebooks"
+	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
+	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at 20k-1M customers"
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
 	@echo "make stage NAME=<name>  scaffold a new stage: notebook, dvc.yaml stage, params.yaml section"
 
@@ -72,3 +74,12 @@ stage: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make stage NAME=<stage_name>"; exit 2; }
 	$(BIN)/python tools/new_stage.py $(NAME)
 	$(BIN)/nbdev-export
+
+.PHONY: schema bench-validate
+
+# Re-infer candidate schemas from data/raw (and data/features) and print their difference from the committed ones.
+schema: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -c "from ml_lifecycle.validate import propose_schemas; propose_schemas()"
+
+bench-validate: $(STAMP)
+	$(BIN)/python tools/bench_validate.py

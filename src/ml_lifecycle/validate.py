@@ -5,22 +5,35 @@
 # %% ../../nbs/04_validate.ipynb #04c003
 from __future__ import annotations
 
+import difflib
+import tempfile
+import uuid
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import tensorflow_data_validation as tfdv
+from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from .core import StageError, atomic_write, paths, resolve, stage_params, write_json
+from .core import (StageError, atomic_write, paths, project_root, read_table, read_yaml, resolve,
+                               stage_params, write_json)
 
 # %% auto #0
-__all__ = ['to_tfdv_frame', 'compute_statistics', 'read_schema', 'write_schema', 'schema_for', 'anomaly_rows', 'validate_table',
-           'anomalies_markdown', 'raise_on_anomalies']
+__all__ = ['STATS_OPTIONS', 'REFERENCE', 'ANOMALY_TYPES', 'VALIDATE_PARAMS', 'to_tfdv_frame', 'compute_statistics',
+           'feature_statistics', 'record_batch_for_tfdv', 'beam_statistics', 'beam_input', 'beam_options',
+           'statistics_rows', 'statistics_markdown', 'statistics_html', 'schema_path', 'read_schema', 'write_schema',
+           'load_schema', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table', 'reference_path',
+           'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics', 'skew_anomalies',
+           'apply_policy', 'errors', 'raise_on_anomalies', 'anomalies_markdown', 'schema_text', 'schema_diff',
+           'propose_schemas', 'write_outputs']
 
 # %% ../../nbs/04_validate.ipynb #04c005
+STATS_OPTIONS = tfdv.StatsOptions(num_quantiles_histogram_buckets=20)
+
 def to_tfdv_frame(df: pd.DataFrame) -> pd.DataFrame:
     "A copy of `df` in types TFDV understands."
-    out = df.copy()
+    out = df.reset_index(drop=True)
     for col in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[col]):
             out[col] = out[col].astype("int64") // 10**9
@@ -31,10 +44,95 @@ def to_tfdv_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 def compute_statistics(df: pd.DataFrame) -> statistics_pb2.DatasetFeatureStatisticsList:
-    "TFDV statistics of a table."
-    return tfdv.generate_statistics_from_dataframe(to_tfdv_frame(df))
+    "TFDV statistics of a table, computed in memory."
+    return tfdv.generate_statistics_from_dataframe(to_tfdv_frame(df), STATS_OPTIONS)
+
+def feature_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict:
+    "The per-feature statistics of the (single) dataset in `stats`, by feature name."
+    return {".".join(f.path.step): f for f in stats.datasets[0].features}
 
 # %% ../../nbs/04_validate.ipynb #04c008
+def record_batch_for_tfdv(batch: pa.RecordBatch) -> pa.RecordBatch:
+    "One Arrow batch, converted as `to_tfdv_frame` converts a table, in the list-column layout TFDV's Beam API reads."
+    from tfx_bsl.arrow import table_util
+    frame = to_tfdv_frame(batch.to_pandas())
+    return table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame, preserve_index=False))
+
+def beam_statistics(pattern: str, options: dict, batch_rows: int = 100_000) -> statistics_pb2.DatasetFeatureStatisticsList:
+    "TFDV statistics of the Parquet file(s) at `pattern`, computed by an Apache Beam pipeline run with `options`."
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    options = {"default_sdk_harness_log_level": "WARNING", **options}
+    with tempfile.TemporaryDirectory() as tmp:
+        where = str(options["temp_location"]).rstrip("/") if options.get("temp_location") else tmp
+        output = f"{where}/tfdv-statistics-{uuid.uuid4().hex}.pb"
+        with beam.Pipeline(options=PipelineOptions(**options)) as pipeline:
+            _ = (pipeline
+                 | "Read" >> beam.io.ReadFromParquetBatched(pattern)
+                 | "Split" >> beam.FlatMap(lambda table: table.to_batches(max_chunksize=batch_rows))
+                 | "Spread" >> beam.Reshuffle()
+                 | "Convert" >> beam.Map(record_batch_for_tfdv)
+                 | "Statistics" >> tfdv.GenerateStatistics(STATS_OPTIONS)
+                 | "Write" >> tfdv.WriteStatisticsToBinaryFile(output))
+        return tfdv.load_stats_binary(output)
+
+def beam_input(input_dir: str, table: str, root: Path | None = None) -> str:
+    "Where the Beam workers read `table`: under the project root, or at a URL (gs://, s3://, hdfs://) as given."
+    return f"{input_dir.rstrip('/')}/{table}.parquet" if "://" in input_dir else str(resolve(f"{input_dir}/{table}.parquet", root))
+
+def beam_options(options: dict, root: Path | None = None) -> dict:
+    "`options` with the local files Beam ships to its workers (setup file, requirements, extra packages) found from the project root."
+    out = dict(options)
+    local = lambda path: str(path) if "://" in str(path) else str(resolve(path, root))
+    for key in ("setup_file", "requirements_file"):
+        if out.get(key):
+            out[key] = local(out[key])
+    if out.get("extra_packages"):
+        out["extra_packages"] = [local(p) for p in out["extra_packages"]]
+    return out
+
+# %% ../../nbs/04_validate.ipynb #04c011
+def statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> list[dict]:
+    "One row per feature: type, missing fraction, and range (numbers) or distinct and top values (strings)."
+    rows = []
+    for name, f in feature_statistics(stats).items():
+        numeric = f.HasField("num_stats")
+        common = f.num_stats.common_stats if numeric else f.string_stats.common_stats
+        seen = common.num_non_missing + common.num_missing
+        row = {"feature": name, "type": statistics_pb2.FeatureNameStatistics.Type.Name(f.type),
+               "missing": common.num_missing / seen if seen else 0.0}
+        if numeric:
+            row.update(min=f.num_stats.min, mean=f.num_stats.mean, max=f.num_stats.max, std=f.num_stats.std_dev)
+        else:
+            top = ", ".join(f"{v.value} ({v.frequency / max(common.num_non_missing, 1):.0%})"
+                            for v in f.string_stats.top_values[:3])
+            row.update(distinct=f.string_stats.unique, top=top)
+        rows.append(row)
+    return rows
+
+def statistics_markdown(stats_by_table: dict) -> str:
+    "A Markdown page with the per-feature summary of every table."
+    lines = ["# Statistics of the gathered data", ""]
+    for table, stats in stats_by_table.items():
+        lines += [f"## {table}: {stats.datasets[0].num_examples} rows", "",
+                  "| feature | type | missing | min | mean | max | std | distinct | top values |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in statistics_rows(stats):
+            numbers = [f"{r[k]:.4g}" if k in r else "" for k in ("min", "mean", "max", "std")]
+            lines.append(f"| {r['feature']} | {r['type']} | {r['missing']:.1%} | " + " | ".join(numbers) +
+                         f" | {r.get('distinct', '')} | {r.get('top', '')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+def statistics_html(stats: statistics_pb2.DatasetFeatureStatisticsList,
+                    reference: statistics_pb2.DatasetFeatureStatisticsList | None = None) -> str:
+    "TFDV's interactive (Facets) statistics page, with the reference statistics beside the current ones if given."
+    from tensorflow_data_validation.utils.display_util import get_statistics_html
+    return get_statistics_html(stats, reference, lhs_name="current", rhs_name="reference (last accepted)")
+
+# %% ../../nbs/04_validate.ipynb #04c014
+def schema_path(table: str, root: Path | None = None) -> Path:
+    return resolve(f"{paths.schema}/{table}.pbtxt", root)
+
 def read_schema(path: Path) -> schema_pb2.Schema:
     return tfdv.load_schema_text(str(path))
 
@@ -42,56 +140,219 @@ def write_schema(schema: schema_pb2.Schema, path: Path) -> Path:
     "Write `schema` as text, ready to review and commit."
     return atomic_write(path, lambda tmp: tfdv.write_schema_text(schema, str(tmp)))
 
-def schema_for(stats: statistics_pb2.DatasetFeatureStatisticsList, path: Path) -> tuple[schema_pb2.Schema, bool]:
-    "The committed schema at `path`, or one inferred from `stats` and written there; and whether it was inferred."
-    if path.is_file():
-        return read_schema(path), False
-    schema = tfdv.infer_schema(stats)
-    write_schema(schema, path)
-    return schema, True
+def load_schema(table: str, root: Path | None = None) -> schema_pb2.Schema | None:
+    "The committed schema of `table`, or None when it has none yet."
+    path = schema_path(table, root)
+    return read_schema(path) if path.is_file() else None
 
-# %% ../../nbs/04_validate.ipynb #04c011
-def anomaly_rows(anomalies: anomalies_pb2.Anomalies, table: str) -> list[dict]:
-    "One row per (feature, reason) of a TFDV anomalies proto."
+# %% ../../nbs/04_validate.ipynb #04c019
+def anomaly_rows(anomalies: anomalies_pb2.Anomalies, table: str, kind: str | None = None) -> list[dict]:
+    "One row per (feature, reason) of a TFDV anomalies proto; comparator anomalies are `drift` unless `kind` says."
     rows = []
-    for feature, info in sorted(anomalies.anomaly_info.items()):
-        for reason in info.reason:
-            rows.append({"table": table, "feature": feature,
-                         "anomaly": anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
-                         "short_description": reason.short_description, "description": reason.description})
-    for reason in anomalies.dataset_anomaly_info.reason:
-        rows.append({"table": table, "feature": None, "anomaly": anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
+    reasons = [(feature, r) for feature, info in sorted(anomalies.anomaly_info.items()) for r in info.reason]
+    reasons += [(None, r) for r in anomalies.dataset_anomaly_info.reason]
+    for feature, reason in reasons:
+        name = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+        rows.append({"table": table, "feature": feature, "anomaly": name,
+                     "kind": kind or ("drift" if name.startswith("COMPARATOR_") else "schema"),
                      "short_description": reason.short_description, "description": reason.description})
     return rows
 
-def validate_table(df: pd.DataFrame, table: str, root: Path | None = None) -> dict:
-    "Statistics of `df`, checked against its schema; writes the statistics and returns the result."
-    stats = compute_statistics(df)
-    schema, inferred = schema_for(stats, resolve(f"{paths.schema}/{table}.pbtxt", root))
-    stats_path = resolve(f"{paths.validation}/{table}.stats.pb", root)
-    atomic_write(stats_path, lambda tmp: tmp.write_bytes(stats.SerializeToString()))
-    anomalies = tfdv.validate_statistics(stats, schema)
-    return {"table": table, "rows": len(df), "schema_inferred": inferred,
-            "anomalies": anomaly_rows(anomalies, table)}
+def measurements(anomalies: anomalies_pb2.Anomalies, which: str = "drift") -> dict:
+    "The measured drift (or skew) per feature: `{feature: {measure: {'value': v, 'threshold': t}}}`."
+    measure_name = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+    out = {}
+    for info in anomalies.drift_skew_info:
+        for m in info.drift_measurements if which == "drift" else info.skew_measurements:
+            out.setdefault(".".join(info.path.step), {})[measure_name(m.type).lower()] = \
+                {"value": m.value, "threshold": m.threshold}
+    return out
 
-# %% ../../nbs/04_validate.ipynb #04c014
-def anomalies_markdown(results: list[dict]) -> str:
-    "A Markdown page with one line per anomaly, or a clean bill of health."
-    lines = ["# Data validation", "", "| table | rows | schema |", "|---|---|---|"]
-    lines += [f"| {r['table']} | {r['rows']} | {'inferred now: review and commit it' if r['schema_inferred'] else 'committed'} |"
-              for r in results]
-    rows = [a for r in results for a in r["anomalies"]]
-    lines += ["", f"## Anomalies: {len(rows)}", ""]
-    if rows:
-        lines += ["| table | feature | anomaly | description |", "|---|---|---|---|"]
-        lines += [f"| {a['table']} | {a['feature']} | {a['anomaly']} | {a['description']} |" for a in rows]
-    return "\n".join(lines) + "\n"
+def check_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, table: str, schema: schema_pb2.Schema,
+                     environment: str | None = None,
+                     reference: statistics_pb2.DatasetFeatureStatisticsList | None = None) -> dict:
+    "Anomalies of `stats` against `schema` (in `environment`), and drift against `reference` if given."
+    if environment is not None and environment not in schema.default_environment:
+        raise StageError("validate", schema_path(table), "environment",
+                         f"unknown environment {environment!r}; the schema declares {list(schema.default_environment)}")
+    anomalies = tfdv.validate_statistics(stats, schema, environment=environment, previous_statistics=reference)
+    return {"table": table, "rows": stats.datasets[0].num_examples, "anomalies": anomaly_rows(anomalies, table),
+            "drift": measurements(anomalies, "drift")}
+
+def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | None = None) -> dict:
+    """Statistics of `df` checked against the committed schema of `table`, in `environment` (e.g. TRAINING or
+    SERVING) when given. Writes nothing; a table without a schema is checked against one inferred from `df` itself."""
+    stats = compute_statistics(df)
+    schema = load_schema(table, root)
+    inferred = schema is None
+    if inferred:
+        schema = tfdv.infer_schema(stats)
+    return {**check_statistics(stats, table, schema, environment), "schema_inferred": inferred}
+
+# %% ../../nbs/04_validate.ipynb #04c024
+REFERENCE = "data/reference"   # statistics of the last accepted data, a persistent DVC output of this stage
+
+def reference_path(table: str, root: Path | None = None) -> Path:
+    return resolve(f"{REFERENCE}/{table}.stats.pb", root)
+
+def write_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(stats.SerializeToString()))
+
+def read_statistics(path: Path) -> statistics_pb2.DatasetFeatureStatisticsList:
+    return statistics_pb2.DatasetFeatureStatisticsList.FromString(Path(path).read_bytes())
+
+def load_reference(table: str, root: Path | None = None) -> statistics_pb2.DatasetFeatureStatisticsList | None:
+    "The statistics of the last accepted `table`, or None before the first acceptance."
+    path = reference_path(table, root)
+    return read_statistics(path) if path.is_file() else None
+
+def accept(stats_by_table: dict, root: Path | None = None) -> list[Path]:
+    "Make these statistics the reference the next run is compared with. Call only once the data passed the gate."
+    return [write_statistics(stats, reference_path(table, root)) for table, stats in stats_by_table.items()]
+
+def drift_metrics(results: list[dict]) -> dict:
+    "The measured drift values per table and feature, as a DVC metrics file holds them."
+    return {r["table"]: {feature: {measure: round(m["value"], 6) for measure, m in measures.items()}
+                         for feature, measures in sorted(r["drift"].items())} for r in results}
+
+# %% ../../nbs/04_validate.ipynb #04c027
+def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None) -> list[dict]:
+    "Training/serving skew of `serving` against `training`, by the skew comparators of the committed schema of `table`."
+    schema = load_schema(table, root)
+    if schema is None:
+        raise StageError("validate", schema_path(table, root), None, "no committed schema: skew thresholds live there")
+    environment = "TRAINING" if "TRAINING" in schema.default_environment else None
+    anomalies = tfdv.validate_statistics(compute_statistics(training), schema, environment=environment,
+                                         serving_statistics=compute_statistics(serving))
+    return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
+
+# %% ../../nbs/04_validate.ipynb #04c030
+ANOMALY_TYPES = sorted(anomalies_pb2.AnomalyInfo.Type.keys())
+
+VALIDATE_PARAMS = {"type": "object", "required": ["validate"], "properties": {"validate": {
+    "type": "object", "additionalProperties": False,
+    "required": ["tables", "engine", "beam", "drift_action", "warn_only"],
+    "properties": {
+        "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}},
+        "engine": {"enum": ["pandas", "beam"]},
+        "beam": {"type": "object", "required": ["input_dir", "options"], "additionalProperties": False, "properties": {
+            "input_dir": {"type": "string", "minLength": 1},
+            "options": {"type": "object", "required": ["runner"], "properties": {
+                "runner": {"type": "string", "minLength": 1},
+                "direct_num_workers": {"type": "integer", "minimum": 0},
+                "direct_running_mode": {"enum": ["in_memory", "multi_threading", "multi_processing"]}}}}},
+        "drift_action": {"enum": ["fail", "warn"]},
+        "warn_only": {"type": "array", "items": {
+            "type": "object", "required": ["table", "feature", "anomaly", "reason"], "additionalProperties": False,
+            "properties": {"table": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
+                           "feature": {"type": "string", "pattern": r"^[^*?\[\]]+$"},
+                           "anomaly": {"enum": ANOMALY_TYPES},
+                           "reason": {"type": "string", "minLength": 3}}}}}}}}
+
+def apply_policy(results: list[dict], warn_only: list[dict] = (), drift_action: str = "fail") -> list[dict]:
+    """Mark every anomaly `severity: error` or `warning`: warnings are the anomalies `warn_only` names and, when
+    `drift_action` is `warn`, drift. Returns the `warn_only` entries that matched no anomaly."""
+    named = {(w["table"], w["feature"], w["anomaly"]): w for w in warn_only}
+    used = set()
+    for a in (a for r in results for a in r["anomalies"]):
+        key = (a["table"], a["feature"], a["anomaly"])
+        if key in named:
+            a.update(severity="warning", why=f"validate.warn_only: {named[key]['reason']}")
+            used.add(key)
+        elif a["kind"] == "drift" and drift_action == "warn":
+            a.update(severity="warning", why="validate.drift_action: warn")
+        else:
+            a["severity"] = "error"
+    return [w for key, w in named.items() if key not in used]
+
+def errors(results: list[dict]) -> list[dict]:
+    "The anomalies that fail the stage: all of them, except those marked as warnings."
+    return [a for r in results for a in r["anomalies"] if a.get("severity", "error") != "warning"]
 
 def raise_on_anomalies(results: list[dict], stage: str = "validate") -> None:
-    "Fail the stage on the first anomaly, naming the table, the feature and the anomaly type."
-    rows = [a for r in results for a in r["anomalies"]]
-    if rows:
-        first = rows[0]
-        raise StageError(stage, f"{paths.raw}/{first['table']}.parquet", first["feature"],
-                         f"{first['anomaly']}: {first['description']} ({len(rows)} anomalies in all; "
+    "Fail the stage on the first error, naming the table, the feature and the anomaly type."
+    found = errors(results)
+    if found:
+        first = found[0]
+        source = next((r.get("source", f"table '{r['table']}'") for r in results if r["table"] == first["table"]))
+        raise StageError(stage, source, first["feature"],
+                         f"{first['anomaly']}: {first['description']} ({len(found)} anomalies in all; "
                          f"see {paths.reports}/validation/anomalies.md)")
+
+# %% ../../nbs/04_validate.ipynb #04c032
+def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) -> str:
+    "A Markdown page: the tables checked, one line per anomaly (errors first), the drift measured, stale exceptions."
+    lines = ["# Data validation", "", "| table | rows | schema | drift reference | errors | warnings |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        schema = "inferred now: review and commit it" if r.get("schema_inferred") else "committed"
+        reference = {True: "last accepted data", False: "none yet: this run sets it"}.get(r.get("has_reference"), "not used")
+        n_warn = sum(a.get("severity") == "warning" for a in r["anomalies"])
+        lines.append(f"| {r['table']} | {r['rows']} | {schema} | {reference} | {len(r['anomalies']) - n_warn} | {n_warn} |")
+    rows = sorted((a for r in results for a in r["anomalies"]), key=lambda a: a.get("severity") == "warning")
+    lines += ["", f"## Anomalies: {len(errors(results))} errors, {len(rows) - len(errors(results))} warnings", ""]
+    if rows:
+        lines += ["| severity | table | feature | anomaly | kind | description |", "|---|---|---|---|---|---|"]
+        lines += [f"| {a.get('severity', 'error')} | {a['table']} | {a['feature']} | {a['anomaly']} | {a['kind']} | "
+                  f"{a['description']}" + (f" ({a['why']})" if a.get("why") else "") + " |" for a in rows]
+    drift = [(r["table"], f, m, v) for r in results for f, ms in sorted(r.get("drift", {}).items()) for m, v in ms.items()]
+    if drift:
+        lines += ["", "## Drift against the last accepted data", "",
+                  "| table | feature | measure | value | threshold | |", "|---|---|---|---|---|---|"]
+        lines += [f"| {t} | {f} | {m} | {v['value']:.4f} | {v['threshold']} | {'above' if v['value'] > v['threshold'] else 'ok'} |"
+                  for t, f, m, v in drift]
+    if stale_warn_only:
+        lines += ["", "## `validate.warn_only` entries that matched nothing (remove them?)", ""]
+        lines += [f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only]
+    return "\n".join(lines) + "\n"
+
+# %% ../../nbs/04_validate.ipynb #04c035
+def schema_text(schema: schema_pb2.Schema) -> str:
+    "A canonical text form of `schema` (no comments, fixed formatting), for comparing two schemas."
+    return text_format.MessageToString(schema)
+
+def schema_diff(old: schema_pb2.Schema, new: schema_pb2.Schema, name: str) -> str:
+    "A unified diff between two schemas' canonical texts; empty when they agree."
+    return "".join(difflib.unified_diff(schema_text(old).splitlines(keepends=True), schema_text(new).splitlines(keepends=True),
+                                        f"data/schema/{name}.pbtxt (committed)", f"{name} (candidate)"))
+
+def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candidates", show: bool = True) -> dict:
+    "Candidate schemas from the current data, written to `out_dir`; returns (and prints) each one's diff from the committed schema."
+    root = Path(root or project_root())
+    sources = {t: resolve(f"{paths.raw}/{t}.parquet", root) for t in read_yaml(root / "params.yaml")["validate"]["tables"]}
+    sources["features"] = resolve(f"{paths.features}/train.parquet", root)
+    out, diffs = resolve(out_dir, root), {}
+    for table, source in sources.items():
+        if not source.is_file():
+            print(f"{table}: {source.relative_to(root)} not found, skipped (run the pipeline first)")
+            continue
+        stats = compute_statistics(read_table(source, "schema"))
+        write_schema(tfdv.infer_schema(stats), out / f"{table}.inferred.pbtxt")
+        committed = load_schema(table, root)
+        candidate = tfdv.update_schema(committed, stats) if committed is not None else tfdv.infer_schema(stats)
+        write_schema(candidate, out / f"{table}.pbtxt")
+        diffs[table] = schema_diff(committed or schema_pb2.Schema(), candidate, table)
+        if show:
+            print(f"== {table}: " + (f"the current data needs these changes\n{diffs[table]}" if diffs[table]
+                                     else "the committed schema admits the current data"))
+    if show:
+        print(f"candidates written to {out.relative_to(root)}/ (data/schema/ is unchanged)")
+    return diffs
+
+# %% ../../nbs/04_validate.ipynb #04c038
+def write_outputs(results: list[dict], stats_by_table: dict, references: dict, stale_warn_only: list[dict],
+                  root: Path | None = None) -> None:
+    "Statistics (binary, Markdown, HTML), the anomaly report (JSON, Markdown) and the summary and drift metrics."
+    for table, stats in stats_by_table.items():
+        write_statistics(stats, resolve(f"{paths.validation}/{table}.stats.pb", root))
+        html = statistics_html(stats, references.get(table))
+        atomic_write(resolve(f"{paths.reports}/validation/html/{table}.html", root), lambda tmp: tmp.write_text(html))
+    report_dir = resolve(f"{paths.reports}/validation", root)
+    atomic_write(report_dir / "statistics.md", lambda tmp: tmp.write_text(statistics_markdown(stats_by_table)))
+    write_json({"tables": results, "stale_warn_only": stale_warn_only}, report_dir / "anomalies.json")
+    text = anomalies_markdown(results, stale_warn_only)
+    atomic_write(report_dir / "anomalies.md", lambda tmp: tmp.write_text(text))
+    write_json({r["table"]: {"rows": r["rows"], "anomalies": sum(a["severity"] == "error" for a in r["anomalies"]),
+                             "warnings": sum(a["severity"] == "warning" for a in r["anomalies"])} for r in results},
+               report_dir / "summary.json")
+    write_json(drift_metrics(results), report_dir / "drift.json")
