@@ -58,13 +58,21 @@ def lab_command(port: int, token: str) -> list[str]:
 
 
 @contextmanager
-def jupyter_lab(project: Path, scratch: Path, timeout: float = 90):
-    """JupyterLab serving `project`/nbs with the project's server config. JUPYTER_CONFIG_DIR and JUPYTER_DATA_DIR
-    point at `scratch`, so no user configuration leaks in; the project's own config file is passed explicitly."""
+def jupyter_lab(project: Path, scratch: Path, timeout: float = 90, lab_settings: dict | None = None):
+    """JupyterLab serving `project`/nbs with the project's server config. JUPYTER_CONFIG_DIR, JUPYTER_DATA_DIR and
+    the lab's user settings point at `scratch`, so no user configuration leaks in; the project's own config file is
+    passed explicitly. `lab_settings` maps a settings id (`@jupyterlab/notebook-extension:tracker`) to user settings."""
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2",
            "JUPYTER_CONFIG_DIR": str(scratch / "config"), "JUPYTER_DATA_DIR": str(scratch / "data"),
-           "JUPYTER_RUNTIME_DIR": str(scratch / "runtime")}
+           "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(scratch / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(scratch / "workspaces")}
+    scratch.mkdir(parents=True, exist_ok=True)
+    for plugin, values in (lab_settings or {}).items():
+        package, name = plugin.split(":")
+        path = scratch / "settings" / package / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     log = scratch / "jupyter.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(lab_command(port, token), cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
