@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from _jupyter import jupyter_lab
+from _jupyter import jupyter_lab, request
 from conftest import ROOT, copy_project
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))  # Debian's; another Chromium-based browser works
@@ -65,7 +65,10 @@ def test_run_a_stage_notebook_in_jupyterlab(project, tmp_path):
             page.wait_for_selector(".jp-Notebook")
             page.wait_for_function("n => document.querySelectorAll('.jp-Notebook .jp-CodeCell').length === n",
                                    arg=n_code)  # cells render progressively
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            # the kernel has started and the page is connected to it, before anything runs
+            wait_until(lambda: any(s["kernel"]["execution_state"] == "idle" for s in request(lab, "GET", "sessions")
+                                   if s["path"].endswith(NOTEBOOK)), 120, "the notebook's kernel")
+            page.wait_for_selector(".jp-StatusBar-Widget:has-text('| Idle')")
 
             page.locator(".lm-MenuBar-item", has_text="Run").first.click()  # Run > Run All Cells, as a person would
             page.locator("li[data-command='runmenu:run-all']").click()
@@ -95,6 +98,10 @@ def test_run_a_stage_notebook_in_jupyterlab(project, tmp_path):
             card = page.locator(".jp-OutputArea-output", has_text="Problem definition").first
             card.scroll_into_view_if_needed()
             page.screenshot(path=str(SCREENSHOT))
+        except Exception:
+            if browser.contexts and browser.contexts[0].pages:
+                browser.contexts[0].pages[0].screenshot(path=str(SCREENSHOT.with_name("jupyterlab-failure.png")))
+            raise
         finally:
             browser.close()
 
