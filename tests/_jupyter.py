@@ -5,6 +5,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -51,7 +52,7 @@ def shutdown_kernels(lab: "Lab"):
 
 def lab_command(port: int, token: str) -> list[str]:
     "The `make lab` command (notebook dir and the project's config file), headless on a loopback port."
-    cmd = [str(VENV_BIN / "jupyter"), "lab", "--notebook-dir=nbs", "--config=jupyter_server_config.py",
+    cmd = [sys.executable, "-m", "jupyterlab", "--notebook-dir=nbs", "--config=jupyter_server_config.py",
            "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}"]
     return cmd + (["--allow-root"] if os.geteuid() == 0 else [])

@@ -4,9 +4,8 @@ The save hook is what keeps `dvc repro` honest for people who explore in Jupyter
 and saved, but not edited, must keep the bytes (and so the DVC hash) it was committed with.
 """
 import json
-import os
 import re
-import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -14,7 +13,8 @@ import pytest
 import yaml
 
 from _jupyter import jupyter_lab, request
-from conftest import ROOT, VENV_BIN, copy_project, run
+from _project import link_env
+from conftest import ROOT, copy_project, run
 
 NOTEBOOK = "01_problem.ipynb"
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -123,9 +123,7 @@ def test_pre_commit_config_runs_the_project_tools_locally():
 def hooked(tmp_path):
     "A project copy with `make hooks` run in it (on this environment: .venv links to it, nothing is installed)."
     project = copy_project(tmp_path / "project")
-    (project / ".venv").symlink_to(ROOT / ".venv")
-    with open(project / ".git" / "info" / "exclude", "a") as f:
-        f.write(".venv\n")
+    link_env(project)
     run(["make", "-o", ".venv/.installed", "hooks"], project)
     return project
 
@@ -156,7 +154,7 @@ def test_src_out_of_sync_is_caught_and_exported(hooked):
     cell = next(c for c in nb.cells if c.source.startswith("#| export") and "def " in c.source)
     cell.source += "\n\ndef added_by_a_person() -> int:\n    return 1"
     nbformat.write(nb, path)
-    run([str(VENV_BIN / "python"), "tools/clean_notebooks.py", str(path)], hooked)
+    run([sys.executable, "tools/clean_notebooks.py", str(path)], hooked)
     run(["git", "add", "-A"], hooked)
 
     result = run([".venv/bin/pre-commit", "run", "src-in-sync"], hooked, check=False)
@@ -180,7 +178,7 @@ def edit_first_line(path: Path, cell: int, text: str):
     lines = nb.cells[cell].source.split("\n")
     nb.cells[cell].source = "\n".join([text, *lines[1:]])
     nbformat.write(nb, path)
-    run([str(VENV_BIN / "python"), "tools/clean_notebooks.py", str(path)], path.parents[1])
+    run([sys.executable, "tools/clean_notebooks.py", str(path)], path.parents[1])
 
 
 def test_make_hooks_installs_hook_and_drivers(hooked):

@@ -1,11 +1,13 @@
 """`make stage NAME=...` scaffolds a stage that meets every rule the project's own stages meet, and runs in DVC."""
 import json
+import sys
 
 import nbformat
 import pytest
 import yaml
 
-from conftest import ROOT, VENV_BIN, copy_project, run
+from _project import link_env
+from conftest import ROOT, copy_project, run
 
 NAME = "monitor"
 
@@ -14,9 +16,7 @@ NAME = "monitor"
 def scaffolded(tmp_path_factory):
     "A project copy after `make stage NAME=monitor` (on this environment: .venv links to it, nothing is installed)."
     project = copy_project(tmp_path_factory.mktemp("scaffold") / "project")
-    (project / ".venv").symlink_to(ROOT / ".venv")
-    with open(project / ".git" / "info" / "exclude", "a") as f:
-        f.write(".venv\n")
+    link_env(project)
     before = sorted(p.name for p in (project / "nbs").glob("[0-9][0-9]_*.ipynb"))
     run(["make", "-o", ".venv/.installed", "stage", f"NAME={NAME}"], project)
     return project, before
@@ -44,11 +44,11 @@ def test_stage_meets_the_project_rules(scaffolded, tmp_path, monkeypatch):
     "The project's own notebook and parameter tests, run inside the copy, now cover the new stage too."
     project, _ = scaffolded
     monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
-    result = run([str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                   "tests/test_notebooks.py", "tests/test_params.py", "-k", "not test_notebook_checks_pass"],
                  project, check=False)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert f"[{NAME}]" in run([str(VENV_BIN / "python"), "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider",
+    assert f"[{NAME}]" in run([sys.executable, "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider",
                                "tests/test_notebooks.py"], project).stdout
     notebook = next((project / "nbs").glob(f"[0-9][0-9]_{NAME}.ipynb"))
     run(["nbdev-test", str(notebook.relative_to(project))], project)  # its check cells pass
@@ -71,6 +71,6 @@ def test_stage_runs_in_dvc(scaffolded):
 def test_existing_or_invalid_names_are_refused(tmp_path):
     project = copy_project(tmp_path / "project")
     for bad in ("problem", "Not-A-Name"):
-        result = run([str(VENV_BIN / "python"), "tools/new_stage.py", bad], project, check=False)
+        result = run([sys.executable, "tools/new_stage.py", bad], project, check=False)
         assert result.returncode == 2 and "error:" in result.stderr
     assert run(["git", "status", "--porcelain"], project).stdout == ""
