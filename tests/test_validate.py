@@ -31,16 +31,19 @@ EXPECTED = {
 }
 
 
+DEMO_SOURCES = {"customers": {"url": "sqlite:///data/external/crm.sqlite", "query": "SELECT * FROM customers"},
+                "events": {"path": "data/external/events/*.parquet"}}
+
+
 def raw_tables(fault="none", n_customers=1000, seed=7) -> dict:
     "The raw tables demo_data + gather write for a small business broken by `fault`, without DVC."
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "dvc.yaml").touch()
         (root / "params.yaml").touch()
-        demo = PARAMS["demo_data"]
-        generate_demo_sources(n_customers, demo["start_date"], demo["end_date"], seed, fault, root=root)
-        gather(PARAMS["gather"], root=root)
-        return {t: pd.read_parquet(root / f"data/raw/{t}.parquet") for t in ("customers", "events")}
+        generate_demo_sources(n_customers, "2023-01-01", "2025-06-30", seed, fault, root=root)
+        gather(DEMO_SOURCES, root=root)
+        return {t: pd.read_parquet(root / f"data/raw/{t}.parquet") for t in DEMO_SOURCES}
 
 
 def check(tables: dict, reference: dict | None = None) -> list[dict]:

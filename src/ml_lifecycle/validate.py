@@ -16,8 +16,8 @@ import tensorflow_data_validation as tfdv
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from .core import (StageError, atomic_write, paths, project_root, read_table, read_yaml, resolve,
-                               stage_params, write_json)
+from .core import (StageError, atomic_write, paths, project_root, read_json, read_table, read_yaml,
+                               resolve, stage_params, write_json)
 
 # %% auto #0
 __all__ = ['STATS_OPTIONS', 'REFERENCE', 'ANOMALY_TYPES', 'VALIDATE_PARAMS', 'to_tfdv_frame', 'compute_statistics',
@@ -145,7 +145,7 @@ def load_schema(table: str, root: Path | None = None) -> schema_pb2.Schema | Non
     path = schema_path(table, root)
     return read_schema(path) if path.is_file() else None
 
-# %% ../../nbs/04_validate.ipynb #04c019
+# %% ../../nbs/04_validate.ipynb #04c020
 def anomaly_rows(anomalies: anomalies_pb2.Anomalies, table: str, kind: str | None = None) -> list[dict]:
     "One row per (feature, reason) of a TFDV anomalies proto; comparator anomalies are `drift` unless `kind` says."
     rows = []
@@ -189,7 +189,7 @@ def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | N
         schema = tfdv.infer_schema(stats)
     return {**check_statistics(stats, table, schema, environment), "schema_inferred": inferred}
 
-# %% ../../nbs/04_validate.ipynb #04c024
+# %% ../../nbs/04_validate.ipynb #04c025
 REFERENCE = "data/reference"   # statistics of the last accepted data, a persistent DVC output of this stage
 
 def reference_path(table: str, root: Path | None = None) -> Path:
@@ -215,7 +215,7 @@ def drift_metrics(results: list[dict]) -> dict:
     return {r["table"]: {feature: {measure: round(m["value"], 6) for measure, m in measures.items()}
                          for feature, measures in sorted(r["drift"].items())} for r in results}
 
-# %% ../../nbs/04_validate.ipynb #04c027
+# %% ../../nbs/04_validate.ipynb #04c028
 def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None) -> list[dict]:
     "Training/serving skew of `serving` against `training`, by the skew comparators of the committed schema of `table`."
     schema = load_schema(table, root)
@@ -226,7 +226,7 @@ def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, ro
                                          serving_statistics=compute_statistics(serving))
     return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
 
-# %% ../../nbs/04_validate.ipynb #04c030
+# %% ../../nbs/04_validate.ipynb #04c031
 ANOMALY_TYPES = sorted(anomalies_pb2.AnomalyInfo.Type.keys())
 
 VALIDATE_PARAMS = {"type": "object", "required": ["validate"], "properties": {"validate": {
@@ -270,8 +270,8 @@ def errors(results: list[dict]) -> list[dict]:
     return [a for r in results for a in r["anomalies"] if a.get("severity", "error") != "warning"]
 
 def raise_on_anomalies(results: list[dict], stage: str = "validate") -> None:
-    "Fail the stage on the first error, naming the table, the feature and the anomaly type."
-    found = errors(results)
+    "Fail the stage on the first error (a broken contract before drift), naming the table, the feature and the anomaly type."
+    found = sorted(errors(results), key=lambda a: a.get("kind") == "drift")
     if found:
         first = found[0]
         source = next((r.get("source", f"table '{r['table']}'") for r in results if r["table"] == first["table"]))
@@ -279,7 +279,7 @@ def raise_on_anomalies(results: list[dict], stage: str = "validate") -> None:
                          f"{first['anomaly']}: {first['description']} ({len(found)} anomalies in all; "
                          f"see {paths.reports}/validation/anomalies.md)")
 
-# %% ../../nbs/04_validate.ipynb #04c032
+# %% ../../nbs/04_validate.ipynb #04c033
 def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) -> str:
     "A Markdown page: the tables checked, one line per anomaly (errors first), the drift measured, stale exceptions."
     lines = ["# Data validation", "", "| table | rows | schema | drift reference | errors | warnings |",
@@ -306,7 +306,7 @@ def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) ->
         lines += [f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only]
     return "\n".join(lines) + "\n"
 
-# %% ../../nbs/04_validate.ipynb #04c035
+# %% ../../nbs/04_validate.ipynb #04c036
 def schema_text(schema: schema_pb2.Schema) -> str:
     "A canonical text form of `schema` (no comments, fixed formatting), for comparing two schemas."
     return text_format.MessageToString(schema)
@@ -324,7 +324,8 @@ def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candida
     out, diffs = resolve(out_dir, root), {}
     for table, source in sources.items():
         if not source.is_file():
-            print(f"{table}: {source.relative_to(root)} not found, skipped (run the pipeline first)")
+            if show:
+                print(f"{table}: {source.relative_to(root)} not found, skipped (run the pipeline first)")
             continue
         stats = compute_statistics(read_table(source, "schema"))
         write_schema(tfdv.infer_schema(stats), out / f"{table}.inferred.pbtxt")
@@ -339,7 +340,7 @@ def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candida
         print(f"candidates written to {out.relative_to(root)}/ (data/schema/ is unchanged)")
     return diffs
 
-# %% ../../nbs/04_validate.ipynb #04c038
+# %% ../../nbs/04_validate.ipynb #04c039
 def write_outputs(results: list[dict], stats_by_table: dict, references: dict, stale_warn_only: list[dict],
                   root: Path | None = None) -> None:
     "Statistics (binary, Markdown, HTML), the anomaly report (JSON, Markdown) and the summary and drift metrics."
