@@ -181,12 +181,13 @@ def check_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, table: 
 
 def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | None = None) -> dict:
     """Statistics of `df` checked against the committed schema of `table`, in `environment` (e.g. TRAINING or
-    SERVING) when given. Writes nothing; a table without a schema is checked against one inferred from `df` itself."""
+    SERVING) when given. Writes nothing; a table without a schema is checked against one inferred from `df` itself
+    (which has no environments)."""
     stats = compute_statistics(df)
     schema = load_schema(table, root)
     inferred = schema is None
     if inferred:
-        schema = tfdv.infer_schema(stats)
+        schema, environment = tfdv.infer_schema(stats), None
     return {**check_statistics(stats, table, schema, environment), "schema_inferred": inferred}
 
 # %% ../../nbs/04_validate.ipynb #04c025
