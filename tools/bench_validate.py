@@ -4,7 +4,8 @@ For each size, the demo generator and the gather stage write raw tables into a t
 fresh child process, the statistics of both tables are computed (in memory, or by a Beam DirectRunner pipeline with
 2 worker processes) and checked against the committed schemas and drift thresholds (the in-memory statistics of the
 same data serve as the reference, so every comparator runs). Wall time excludes the ~12 s TFDV import. Peak memory is
-the largest resident set of the whole process tree (driver plus Beam workers), sampled every 0.1 s.
+the largest resident set of the whole process tree (driver plus Beam workers), sampled every 0.1 s; a run beyond
+BENCH_MEMORY_LIMIT_MB (default 14000) is stopped and reported as such.
 
 Usage: python tools/bench_validate.py [n_customers ...]   (default: 20000 200000 1000000); `make bench-validate`.
 """
@@ -22,6 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAM_OPTIONS = {"runner": "DirectRunner", "direct_num_workers": 2, "direct_running_mode": "multi_processing"}
+MEMORY_LIMIT = int(os.environ.get("BENCH_MEMORY_LIMIT_MB", 14_000)) * 2**20   # a shared machine: stop a run beyond it
 
 CHILD = r"""
 import json, sys, time
@@ -69,6 +71,12 @@ def measure(project: Path, engine: str) -> dict:
         peak = max(peak, tree_rss(watched))
         if baseline is None and lines:   # the child has imported TFDV and not yet started
             baseline = tree_rss(watched)
+        if peak > MEMORY_LIMIT:
+            for p in [*watched.children(recursive=True), watched]:
+                p.kill()
+            child.wait()
+            return {"seconds": float("nan"), "rows": {}, "anomalies": "-", "peak_mb": peak / 2**20,
+                    "after_import_mb": (baseline or 0) / 2**20, "stopped": True}
         time.sleep(0.1)
     reader.join()
     if child.returncode != 0:
@@ -100,6 +108,10 @@ def main() -> int:
             project = make_project(Path(tmp), n)
             for engine in ("pandas", "beam"):
                 r = measure(project, engine)
+                if r.get("stopped"):
+                    print(f"| {n:,} customers | | {engine} | stopped | > {MEMORY_LIMIT / 2**20:,.0f} | "
+                          f"{r['after_import_mb']:,.0f} | - |", flush=True)
+                    continue
                 print(f"| {r['rows']['customers']:,} | {r['rows']['events']:,} | {engine} | {r['seconds']:.1f} | "
                       f"{r['peak_mb']:,.0f} | {r['after_import_mb']:,.0f} | {r['anomalies']} |", flush=True)
     return 0

@@ -70,8 +70,8 @@ def beam_statistics(pattern: str, options: dict, batch_rows: int = 100_000) -> s
             _ = (pipeline
                  | "Read" >> beam.io.ReadFromParquetBatched(pattern)
                  | "Split" >> beam.FlatMap(lambda table: table.to_batches(max_chunksize=batch_rows))
-                 | "Spread" >> beam.Reshuffle()
                  | "Convert" >> beam.Map(record_batch_for_tfdv)
+                 | "Spread" >> beam.Reshuffle()
                  | "Statistics" >> tfdv.GenerateStatistics(STATS_OPTIONS)
                  | "Write" >> tfdv.WriteStatisticsToBinaryFile(output))
         return tfdv.load_stats_binary(output)
