@@ -31,7 +31,7 @@ threshold = read_json(root / "models/threshold.json")["threshold"]
 columns = [spec["id_column"], *model_columns(spec)]
 started = time.perf_counter()
 if phase == "validate":
-    training = pd.read_parquet(root / "data/features/train.parquet", columns=columns)
+    training = pd.read_parquet(root / "data/features/train.parquet", columns=columns + [spec["label"]])
     found = batch_anomalies(batch, spec, chunk_rows, training, 50_000, root=root)
     out = {"anomalies": len(found)}
 else:

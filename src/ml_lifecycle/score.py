@@ -76,15 +76,18 @@ def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
 # %% ../../nbs/10_score.ipynb #10c011
 def batch_anomalies(path: Path, spec: dict, chunk_rows: int, training: pd.DataFrame, skew_sample_rows: int,
                     root: Path | None = None) -> list[dict]:
-    "TFDV anomalies of the batch against the SERVING environment, chunk by chunk, and skew of a sample against training."
-    from ml_lifecycle.validate import skew_anomalies, validate_table   # TFDV: imported only when scoring
+    """TFDV anomalies of the batch against the SERVING environment, chunk by chunk, and skew of a sample against
+    `training` (the labelled training rows). Uses the committed `features` schema, or, on a team's first run, one
+    inferred from the training rows."""
+    from ml_lifecycle.validate import load_schema, modelling_schema, skew_anomalies, validate_table   # TFDV: only here
     columns = [spec["id_column"], *model_columns(spec)]
+    schema = load_schema("features", root) or modelling_schema(training[columns + [spec["label"]]], spec["label"])
     found, sample = [], []
     for chunk in batch_chunks(path, columns, chunk_rows):
-        found += validate_table(chunk, "features", root=root, environment="SERVING")["anomalies"]
+        found += validate_table(chunk, "features", root=root, environment="SERVING", schema=schema)["anomalies"]
         if sum(map(len, sample)) < skew_sample_rows:
             sample.append(chunk)
     serving = pd.concat(sample).head(skew_sample_rows)
-    found += skew_anomalies(training[columns], serving, "features", root=root)
+    found += skew_anomalies(training[columns], serving, "features", root=root, schema=schema)
     unique = {(a["feature"], a["anomaly"]): a for a in found}   # the same anomaly in many chunks is one finding
     return list(unique.values())

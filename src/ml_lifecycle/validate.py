@@ -25,8 +25,8 @@ __all__ = ['STATS_OPTIONS', 'REFERENCE', 'ANOMALY_TYPES', 'VALIDATE_PARAMS', 'to
            'statistics_rows', 'statistics_markdown', 'statistics_html', 'schema_path', 'read_schema', 'write_schema',
            'load_schema', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table', 'reference_path',
            'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics', 'skew_anomalies',
-           'apply_policy', 'errors', 'raise_on_anomalies', 'anomalies_markdown', 'schema_text', 'schema_diff',
-           'propose_schemas', 'write_outputs']
+           'modelling_schema', 'apply_policy', 'errors', 'raise_on_anomalies', 'anomalies_markdown', 'schema_text',
+           'schema_diff', 'propose_schemas', 'write_outputs']
 
 # %% ../../nbs/04_validate.ipynb #04c005
 STATS_OPTIONS = tfdv.StatsOptions(num_quantiles_histogram_buckets=20)
@@ -179,12 +179,13 @@ def check_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, table: 
     return {"table": table, "rows": stats.datasets[0].num_examples, "anomalies": anomaly_rows(anomalies, table),
             "drift": measurements(anomalies, "drift")}
 
-def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | None = None) -> dict:
+def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | None = None,
+                   schema: schema_pb2.Schema | None = None) -> dict:
     """Statistics of `df` checked against the committed schema of `table`, in `environment` (e.g. TRAINING or
     SERVING) when given. Writes nothing; a table without a schema is checked against one inferred from `df` itself
     (which has no environments)."""
     stats = compute_statistics(df)
-    schema = load_schema(table, root)
+    schema = schema or load_schema(table, root)
     inferred = schema is None
     if inferred:
         schema, environment = tfdv.infer_schema(stats), None
@@ -217,15 +218,34 @@ def drift_metrics(results: list[dict]) -> dict:
                          for feature, measures in sorted(r["drift"].items())} for r in results}
 
 # %% ../../nbs/04_validate.ipynb #04c028
-def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None) -> list[dict]:
-    "Training/serving skew of `serving` against `training`, by the skew comparators of the committed schema of `table`."
-    schema = load_schema(table, root)
+def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None,
+                   schema: schema_pb2.Schema | None = None) -> list[dict]:
+    "Training/serving skew of `serving` against `training`, by the skew comparators of `schema` (default: the committed one)."
+    schema = schema or load_schema(table, root)
     if schema is None:
         raise StageError("validate", schema_path(table, root), None, "no committed schema: skew thresholds live there")
     environment = "TRAINING" if "TRAINING" in schema.default_environment else None
     anomalies = tfdv.validate_statistics(compute_statistics(training), schema, environment=environment,
                                          serving_statistics=compute_statistics(serving))
     return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
+
+# %% ../../nbs/04_validate.ipynb #04byod1
+def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float = 0.1, numeric_skew: float = 0.2
+                     ) -> schema_pb2.Schema:
+    "A schema for a modelling table without a committed one: inferred from training rows, label in TRAINING only."
+    schema = tfdv.infer_schema(compute_statistics(training))
+    schema.default_environment.extend(["TRAINING", "SERVING"])
+    tfdv.get_feature(schema, label).not_in_environment.append("SERVING")
+    for feature in schema.feature:
+        if feature.name == label:
+            continue
+        comparator = feature.skew_comparator
+        if feature.type == schema_pb2.BYTES:
+            comparator.infinity_norm.threshold = categorical_skew
+        else:   # on quantile buckets: equal-width buckets misjudge heavy tails (balances, counts that are mostly 0)
+            comparator.jensen_shannon_divergence.threshold = numeric_skew
+            comparator.jensen_shannon_divergence.source.type = schema_pb2.HistogramSelection.QUANTILES
+    return schema
 
 # %% ../../nbs/04_validate.ipynb #04c031
 ANOMALY_TYPES = sorted(anomalies_pb2.AnomalyInfo.Type.keys())
