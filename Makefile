@@ -15,10 +15,10 @@ help:
 	@echo "make lab     start JupyterLab on nbs/"
 	@echo "make lock    regenerate requirements.lock.txt from environment.yml"
 	@echo "make export  nbdev-export + nbdev-clean after editing notebooks"
-	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
-	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at 20k-1M customers"
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
 	@echo "make stage NAME=<name>  scaffold a new stage: notebook, dvc.yaml stage, params.yaml section"
+	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
+	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at 20k-1M customers"
 
 env: $(STAMP)
 
@@ -58,8 +58,19 @@ lock: $(STAMP)
 export: $(STAMP)
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
 
-bench: $(STAMP)
-	$(BIN)/python tools/bench.py
+bench: bench-validate bench-score   ## speed and memory figures (printed, never asserted)
+
+bench-score: $(STAMP)   ## needs a finished `make repro`
+	$(BIN)/python tools/bench_score.py 1000000
+
+.PHONY: schema bench-validate bench-score
+
+# Re-infer candidate schemas from data/raw (and data/features) and print their difference from the committed ones.
+schema: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -c "from ml_lifecycle.validate import propose_schemas; propose_schemas()"
+
+bench-validate: $(STAMP)
+	$(BIN)/python tools/bench_validate.py
 
 # pre-commit hooks (.pre-commit-config.yaml) and nbdev's cell-by-cell notebook merge and diff drivers, which
 # .gitattributes assigns to *.ipynb. Git runs drivers from the top of the work tree, so the relative path works.
@@ -74,12 +85,3 @@ stage: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make stage NAME=<stage_name>"; exit 2; }
 	$(BIN)/python tools/new_stage.py $(NAME)
 	$(BIN)/nbdev-export
-
-.PHONY: schema bench-validate
-
-# Re-infer candidate schemas from data/raw (and data/features) and print their difference from the committed ones.
-schema: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -c "from ml_lifecycle.validate import propose_schemas; propose_schemas()"
-
-bench-validate: $(STAMP)
-	$(BIN)/python tools/bench_validate.py
