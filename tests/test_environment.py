@@ -1,9 +1,8 @@
 """The environment is pinned once (environment.yml), locked fully, and installed exactly as locked."""
+import json
 import re
 import subprocess
 import sys
-from importlib import metadata
-
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -48,8 +47,11 @@ def test_lock_has_hashes_for_every_package():
 
 
 def test_installed_environment_matches_the_lock():
+    # In a fresh interpreter: once imported, setuptools puts its vendored *.dist-info on sys.path.
+    code = "import json, importlib.metadata as m; print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+    listed = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     locked = lock_versions()
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    installed = {canonicalize_name(name): version for name, version in listed.items()}
     wrong = {n: (v, installed.get(n)) for n, v in locked.items() if installed.get(n) != v}
     assert not wrong, f"installed versions differ from the lock (name: (locked, installed)): {wrong}"
 
