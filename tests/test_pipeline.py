@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT, commit, run, set_params
+from conftest import ROOT, run, set_params
 
 pytestmark = pytest.mark.integration
 STAGES = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])

@@ -73,8 +73,9 @@ def test_demo_sources_are_deterministic_per_seed(tmp_path):
     read = lambda p: (pd.read_sql("select * from customers", sqlite3.connect(p / "data/external/crm.sqlite")),
                       pd.concat(pd.read_parquet(f) for f in sorted((p / "data/external/events").glob("*.parquet"))))
     (ca, ea), (cb, eb), (cc, ec) = read(tmp_path / "a"), read(tmp_path / "b"), read(tmp_path / "c")
-    pd.testing.assert_frame_equal(ca, cb) and pd.testing.assert_frame_equal(ea, eb)
-    assert not ca.equals(cc)
+    pd.testing.assert_frame_equal(ca, cb)
+    pd.testing.assert_frame_equal(ea, eb)
+    assert not ca.equals(cc) and not ea.equals(ec)
     assert sorted(p.name for p in (tmp_path / "a/data/external/events").glob("*.parquet"))[0] == "events-2023-01.parquet"
 
 

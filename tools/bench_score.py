@@ -5,7 +5,6 @@ memory is its own, validates it against the SERVING schema and scores it with th
 Needs a finished pipeline run (models/ and data/features/). Usage: python tools/bench_score.py [rows]
 """
 import json
-import resource
 import subprocess
 import sys
 import tempfile
