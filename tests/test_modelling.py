@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conftest import run, set_params
-from ml_lifecycle.problem import Problem, cost_optimal_threshold
+from ml_lifecycle.modelling import Problem, cost_optimal_threshold
 
 PROBLEM = Problem.from_params(dict(name="churn", id_column="customer_id", label="churned", cutoff_date="2025-04-01",
                                    horizon_days=90, active_window_days=180, primary_metric="roc_auc",

@@ -7,13 +7,12 @@ import pytest
 
 from ml_lifecycle.core import StageError, atomic_write, project_root, resolve
 from ml_lifecycle.demo_data import add_data_flaws, generate_demo_sources, simulate_customers, simulate_purchases
-from ml_lifecycle.features import build_features, feature_spec, make_preprocessor
+from ml_lifecycle.features import build_features, feature_spec
 from ml_lifecycle.gather import database_url, gather, read_sql_source
 from ml_lifecycle.preprocess import clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs, split_table
-from ml_lifecycle.problem import Problem
+from ml_lifecycle.modelling import TRUSTED_TYPES, Problem, load_model, make_model, make_pipeline, make_preprocessor, save_model
 from ml_lifecycle.evaluate import evaluate
-from ml_lifecycle.select import best_per_candidate, make_model, make_pipeline, search_candidates
-from ml_lifecycle.train import TRUSTED_TYPES, load_model, save_model
+from ml_lifecycle.select import best_per_candidate, search_candidates
 
 from conftest import ROOT
 

@@ -22,8 +22,7 @@ from pathlib import Path
 import pandas as pd
 from ml_lifecycle.core import read_json
 from ml_lifecycle.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
-from ml_lifecycle.select import model_columns
-from ml_lifecycle.train import load_model
+from ml_lifecycle.modelling import load_model, model_columns
 root, batch, chunk_rows, phase = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spec = read_json(root / "data/features/spec.json")
 threshold = read_json(root / "models/threshold.json")["threshold"]

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib
 import json
 import os
 import re
@@ -14,15 +16,21 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import pandas as pd
 import yaml
 
+from . import catalog
+
 # %% auto #0
-__all__ = ['PROJECT_MARKERS', 'StageError', 'project_root', 'resolve', 'paths', 'read_yaml', 'declared_params', 'StageParams',
-           'check_params', 'stage_params', 'atomic_write', 'write_json', 'read_json', 'write_table', 'read_table',
-           'require_columns', 'require_rows', 'stage_notebook', 'run_stage', 'describe_failure', 'main']
+__all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'StageError', 'project_root', 'resolve', 'read_yaml', 'declared_params',
+           'StageParams', 'check_params', 'stage_params', 'params_contract', 'declared_view', 'atomic_write',
+           'write_json', 'read_json', 'write_table', 'write_text', 'table_columns', 'read_table', 'iter_table',
+           'require_columns', 'require_rows', 'lazy_import', 'pipeline_outputs', 'will_exist', 'visible_columns',
+           'visible_values', 'stage_module', 'check_project', 'toy_project', 'stage_notebook', 'run_stage',
+           'describe_failure', 'main']
 
 # %% ../../nbs/00_core.ipynb #00c005
 class StageError(Exception):
@@ -48,20 +56,7 @@ def resolve(path: str | Path, root: str | Path | None = None) -> Path:
     path = Path(path)
     return path if path.is_absolute() else Path(root or project_root()) / path
 
-# %% ../../nbs/00_core.ipynb #00c011
-class paths:
-    "Where the stages read and write, relative to the project root."
-    external = "data/external"      # the sources gather reads (the demo generator writes here)
-    raw = "data/raw"                # gathered, untouched copies of every source
-    schema = "data/schema"          # TFDV schemas: reviewed, committed to git
-    validation = "data/validation"  # TFDV statistics
-    interim = "data/interim"        # cleaned tables and the labelled snapshots
-    features = "data/features"      # model-ready feature tables
-    models = "models"
-    reports = "reports"
-    executed = "reports/notebooks"  # executed copies of the stage notebooks
-
-# %% ../../nbs/00_core.ipynb #00c013
+# %% ../../nbs/00_core.ipynb #00c012
 def read_yaml(path: str | Path) -> Any:
     "Parse a YAML file."
     with open(path) as f:
@@ -80,7 +75,7 @@ def declared_params(stage: str, root: str | Path | None = None) -> list[str]:
             keys.append(item)
     return keys
 
-# %% ../../nbs/00_core.ipynb #00c014
+# %% ../../nbs/00_core.ipynb #00c013
 class StageParams(Mapping):
     "Read-only view of a parameter tree restricted to the keys a DVC stage declares."
     def __init__(self, stage: str, values: Mapping, declared: Iterable[str], prefix: str = ""):
@@ -116,7 +111,7 @@ class StageParams(Mapping):
     def __repr__(self) -> str:
         return f"StageParams({self.stage!r}, {self.to_dict()!r})"
 
-# %% ../../nbs/00_core.ipynb #00c016
+# %% ../../nbs/00_core.ipynb #00c015
 def check_params(stage: str, values: Mapping, schema: Mapping, source: str = "params.yaml") -> None:
     "Raise a `StageError` naming the first field of `values` that breaks the JSON `schema`."
     from jsonschema import Draft202012Validator
@@ -139,7 +134,18 @@ def stage_params(stage: str, params_file: str | Path = "params.yaml", schema: Ma
         check_params(stage, values, schema, source=Path(params_file).name)
     return StageParams(stage, values, declared_params(stage, root))
 
-# %% ../../nbs/00_core.ipynb #00c019
+def params_contract(section: str, properties: Mapping, required: Iterable[str] | None = None, **rules) -> dict:
+    """The JSON Schema of a stage's `section` of params.yaml: the shared envelope around its `properties`.
+    Every property is required unless `required` names fewer; `rules` add keywords (e.g. `additionalProperties`)."""
+    body = {"type": "object", "required": list(properties if required is None else required),
+            "properties": dict(properties), **rules}
+    return {"type": "object", "required": [section], "properties": {section: body}}
+
+def declared_view(stage: str, values: Mapping, root: str | Path | None = None) -> StageParams:
+    "`values` seen as `stage` sees them in a run: only the keys dvc.yaml declares (for checks on toy projects)."
+    return StageParams(stage, values, declared_params(stage, root))
+
+# %% ../../nbs/00_core.ipynb #00c018
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     "Call `write(tmp_path)`, then move the finished file to `path` in one step."
     path = Path(path)
@@ -174,15 +180,47 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     "Write `df` to Parquet without its index."
     return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
-def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
-    "Read a Parquet or CSV table, naming the stage and file if it is missing or lacks `columns`."
+def write_text(text: str, path: str | Path) -> Path:
+    "Write a text file (a Markdown report, a CSV) atomically."
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+TABLE_FORMATS = (".parquet", ".csv")
+
+def _table_file(path: str | Path, stage: str, field: str | None = None) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise StageError(stage, path, None, "file not found (run the stage that writes it first)")
+        raise StageError(stage, path, field, "file not found (run the stage that writes it first)")
+    if path.suffix not in TABLE_FORMATS:
+        raise StageError(stage, path, field, f"unsupported file type (use {' or '.join(TABLE_FORMATS)})")
+    return path
+
+def table_columns(path: str | Path, stage: str, field: str | None = None) -> list[str]:
+    "The column names of a Parquet or CSV table, read without loading its rows."
+    path = _table_file(path, stage, field)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).schema_arrow.names
+    return list(pd.read_csv(path, nrows=0).columns)
+
+def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    "Read a Parquet or CSV table, naming the stage and file if it is missing or lacks `columns`."
+    path = _table_file(path, stage)
     df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     if columns is not None:
         require_columns(df, columns, stage, path)
     return df
+
+def iter_table(path: str | Path, columns: list[str], chunk_rows: int, stage: str, field: str | None = None):
+    "A Parquet or CSV table `chunk_rows` rows at a time, restricted to `columns` (each must exist): bounded memory."
+    missing = [c for c in columns if c not in table_columns(path, stage, field)]
+    if missing:
+        raise StageError(stage, path, missing[0], f"required column is missing (missing: {missing})")
+    if Path(path).suffix == ".parquet":
+        import pyarrow.parquet as pq
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
+            yield batch.to_pandas()
+    else:
+        yield from pd.read_csv(path, usecols=columns, chunksize=chunk_rows)
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], stage: str, source: Any) -> pd.DataFrame:
     "Raise a `StageError` naming the first required column that `df` lacks."
@@ -198,7 +236,92 @@ def require_rows(df: pd.DataFrame, stage: str, source: Any, what: str = "rows") 
         raise StageError(stage, source, None, f"dataset is empty: no {what}")
     return df
 
-# %% ../../nbs/00_core.ipynb #00c022
+# %% ../../nbs/00_core.ipynb #00c021
+class lazy_import(ModuleType):
+    "The module `name`, imported on first attribute access."
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update(module.__dict__)   # later lookups are plain attribute reads
+        return getattr(module, attr)
+
+# %% ../../nbs/00_core.ipynb #00c024
+def pipeline_outputs(root: str | Path | None = None) -> list[str]:
+    "Every path a dvc.yaml stage writes (outs, metrics and plots), relative to the project root."
+    found = []
+    for stage in read_yaml(resolve("dvc.yaml", root)).get("stages", {}).values():
+        for kind in ("outs", "metrics", "plots"):
+            found += [next(iter(item)) if isinstance(item, Mapping) else item for item in stage.get(kind, [])]
+    return found
+
+def will_exist(path: str | Path, root: str | Path | None = None) -> bool:
+    "Does `path` (or a glob) exist, or will a stage write it (it, or a folder holding it, is a stage output)?"
+    root = Path(root or project_root())
+    full = resolve(path, root)
+    if full.exists() or glob.glob(str(full)):
+        return True
+    relative = full.relative_to(root).as_posix() if full.is_relative_to(root) else None
+    return relative is not None and any(relative == out or relative.startswith(out.rstrip("/") + "/")
+                                        for out in pipeline_outputs(root))
+
+def _source_files(params: Mapping, table: str, root: Path) -> list[str]:
+    "The files of gather source `table`, when it is a file source: the truth for the next run."
+    source = (params.get("gather") or {}).get(table) or {}
+    files = sorted(glob.glob(str(resolve(source["path"], root)))) if "path" in source else []
+    return [f for f in files if Path(f).suffix in TABLE_FORMATS]
+
+def visible_columns(params: Mapping, table: str, root: str | Path | None = None) -> list[str] | None:
+    "The columns of `table`: its source file's header, else its gathered copy's; None when neither exists yet."
+    root = Path(root or project_root())
+    files = _source_files(params, table, root) or [f for f in [resolve(catalog.raw_table(table), root)] if f.is_file()]
+    return table_columns(files[0], "check") if files else None
+
+def visible_values(params: Mapping, table: str, column: str, root: str | Path | None = None) -> pd.Series | None:
+    "The values of one column of `table`, read alone, from the same files as `visible_columns`."
+    root = Path(root or project_root())
+    files = _source_files(params, table, root) or [f for f in [resolve(catalog.raw_table(table), root)] if f.is_file()]
+    if not files or column not in table_columns(files[0], "check"):
+        return None
+    read = lambda f: pd.read_parquet(f, columns=[column]) if f.endswith(".parquet") else pd.read_csv(f, usecols=[column])
+    return pd.concat([read(str(f)) for f in files], ignore_index=True)[column]
+
+# %% ../../nbs/00_core.ipynb #00c025
+def stage_module(stage: str) -> ModuleType | None:
+    "The package module that implements `stage` (e.g. `ml_lifecycle.train`), or None when there is none."
+    name = f"{catalog.__name__.rpartition('.')[0]}.{stage}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:
+            return None
+        raise
+
+def check_project(params_file: str | Path = "params.yaml", root: str | Path | None = None) -> list[str]:
+    """Hold `params_file` to every stage's `PARAMS_SCHEMA`, then run every stage's `check_inputs`; raise a
+    `StageError` for the first problem. Returns the stages checked, in `dvc.yaml` order."""
+    root = Path(root or project_root())
+    path = resolve(params_file, root)
+    if not path.is_file():
+        raise StageError("check", path, None, "parameter file not found")
+    values = read_yaml(path) or {}
+    modules = {stage: stage_module(stage) for stage in read_yaml(resolve("dvc.yaml", root)).get("stages", {})}
+    for stage, module in modules.items():   # every contract first: a typo is named before any file is read
+        if getattr(module, "PARAMS_SCHEMA", None):
+            check_params(stage, values, module.PARAMS_SCHEMA, source=Path(params_file).name)
+    for stage, module in modules.items():
+        if hasattr(module, "check_inputs"):
+            module.check_inputs(values, root)
+    return list(modules)
+
+# %% ../../nbs/00_core.ipynb #00c028
+def toy_project(values: Mapping, folder: str | Path | None = None) -> tuple[Path, dict]:
+    "A throw-away project folder holding `values` as its params.yaml (and this project's dvc.yaml); returns both."
+    folder = Path(folder or tempfile.mkdtemp(prefix="toy-project-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(dict(values), sort_keys=False))
+    (folder / "dvc.yaml").write_text(resolve("dvc.yaml").read_text())
+    return folder, read_yaml(folder / "params.yaml")
+
+# %% ../../nbs/00_core.ipynb #00c031
 def stage_notebook(stage: str, root: str | Path | None = None) -> Path:
     "The notebook `nbs/NN_<stage>.ipynb` that implements `stage`."
     found = sorted(resolve("nbs", root).glob(f"[0-9][0-9]_{stage}.ipynb"))
@@ -211,7 +334,7 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     import papermill as pm
     root = Path(root or project_root())
     notebook = stage_notebook(stage, root)
-    executed = resolve(paths.executed, root) / notebook.name
+    executed = resolve(catalog.executed_notebook(notebook.name), root)
     executed.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernel inherits it: no TensorFlow start-up chatter
     try:
@@ -230,17 +353,23 @@ def describe_failure(stage: str, ename: str, evalue: str, traceback: list[str]) 
     raised_at = next((line.strip() for line in reversed(plain) if re.match(r"\s*-+>", line)), "")
     return f"stage '{stage}' failed: {ename}: {evalue}" + (f"\n  at {raised_at}" if raised_at else "")
 
-# %% ../../nbs/00_core.ipynb #00c024
+# %% ../../nbs/00_core.ipynb #00c033
 def main(argv: list[str] | None = None) -> int:
-    "Command line: `ml-lifecycle run <stage> [--params-file FILE]`."
-    parser = argparse.ArgumentParser(prog="ml-lifecycle", description="Run a lifecycle stage notebook.")
+    "Command line: `ml-lifecycle check` and `ml-lifecycle run <stage>` (which checks the whole project first)."
+    parser = argparse.ArgumentParser(prog="ml-lifecycle", description="Check the project, or run a lifecycle stage notebook.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="execute nbs/NN_<stage>.ipynb with papermill")
+    check = commands.add_parser("check", help="check params.yaml against every stage's contract and the data in sight")
+    check.add_argument("--params-file", default="params.yaml")
+    run = commands.add_parser("run", help="check the project, then execute nbs/NN_<stage>.ipynb with papermill")
     run.add_argument("stage")
     run.add_argument("--params-file", default="params.yaml")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
+        stages = check_project(args.params_file)
+        if args.command == "check":
+            print(f"{args.params_file} meets the contracts of all {len(stages)} stages ({time.perf_counter() - started:.1f}s)")
+            return 0
         executed = run_stage(args.stage, args.params_file)
     except (RuntimeError, StageError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_write, paths, resolve, stage_params, write_table
+from . import catalog
+from .core import atomic_write, resolve, stage_params, write_table
 
 # %% auto #0
 __all__ = ['REGIONS', 'CHANNELS', 'PLANS', 'FAULTS', 'simulate_customers', 'seasonality', 'simulate_purchases', 'add_data_flaws',
@@ -165,7 +166,7 @@ def generate_demo_sources(n_customers: int, start_date: str, end_date: str, seed
     events = simulate_purchases(customers, start, end, rng)
     customers, events = add_data_flaws(customers, events, rng)
     customers, events = inject_faults(customers, events, faults, np.random.default_rng([seed, 1]))
-    external = resolve(paths.external, root)
+    external = resolve(catalog.EXTERNAL, root)
     write_crm_database(customers, external / "crm.sqlite")
     write_event_log(events, external / "events")
     return {"customers": len(customers), "events": len(events), "faults": faults,

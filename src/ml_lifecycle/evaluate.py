@@ -11,10 +11,10 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 
-from .core import StageError, atomic_write, paths, read_json, read_table, resolve, stage_params, write_json
-from .problem import Problem, decision_profit, naive_profits, profit_curve
-from .select import SCORING, model_columns
-from .train import load_model
+from . import catalog
+from .core import StageError, atomic_write, read_json, read_table, resolve, stage_params, write_json
+from .modelling import (SCORING, Problem, decision_profit, load_model, model_columns, naive_profits,
+                                   profit_curve)
 
 # %% auto #0
 __all__ = ['evaluate', 'profit_summary', 'thin', 'curve_tables', 'importance_table', 'segment_table', 'model_card']

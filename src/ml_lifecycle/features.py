@@ -12,10 +12,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .core import paths, read_table, resolve, stage_params, write_json, write_table
+from . import catalog
+from .core import read_table, resolve, stage_params, write_json, write_table
 
 # %% auto #0
-__all__ = ['behaviour_features', 'build_features', 'feature_spec', 'make_preprocessor']
+__all__ = ['behaviour_features', 'build_features', 'feature_spec']
 
 # %% ../../nbs/06_features.ipynb #06c005
 def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
@@ -64,14 +65,3 @@ def feature_spec(table: pd.DataFrame, id_column: str, label: str, categorical: l
     return {"id_column": id_column, "label": label,
             "numeric": [c for c in columns if not is_text(c) and c not in dates],
             "categorical": [c for c in columns if is_text(c)]}
-
-# %% ../../nbs/06_features.ipynb #06c011
-def make_preprocessor(spec: dict, impute_numeric: str = "median", min_category_frequency: float = 0.01
-                      ) -> ColumnTransformer:
-    "Impute and scale numeric columns, one-hot encode categoricals (unseen and rare levels share a column)."
-    numeric = Pipeline([("impute", SimpleImputer(strategy=impute_numeric, add_indicator=True)),
-                        ("scale", StandardScaler())])
-    categorical = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_category_frequency,
-                                sparse_output=False)
-    return ColumnTransformer([("numeric", numeric, spec["numeric"]), ("categorical", categorical, spec["categorical"])],
-                             verbose_feature_names_out=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import (StageError, paths, project_root, require_columns, require_rows, resolve,
+from . import catalog
+from .core import (StageError, project_root, require_columns, require_rows, resolve,
                                stage_params, write_json, write_table)
 
 # %% auto #0
@@ -83,6 +84,6 @@ def gather(sources: dict, root: Path | None = None) -> dict:
     counts = {}
     tables = {name: read_source(name, source, root=root) for name, source in sources.items()}
     for name, df in tables.items():   # write only after every source was read successfully
-        write_table(df, resolve(f"{paths.raw}/{name}.parquet", root))
+        write_table(df, resolve(f"{catalog.RAW}/{name}.parquet", root))
         counts[name] = {"rows": len(df), "columns": df.shape[1]}
     return counts

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .core import (StageError, paths, read_table, require_columns, require_rows, resolve, stage_params,
+from . import catalog
+from .core import (StageError, read_table, require_columns, require_rows, resolve, stage_params,
                                write_json, write_table)
-from .problem import Problem
+from .modelling import Problem
 
 # %% auto #0
 __all__ = ['clean_units', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot',
@@ -40,14 +41,14 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
             report[f"impossible_{col}_set_missing"] = int(impossible.sum())
             df[col] = values.mask(impossible)
     report["units_out"] = len(df)
-    return require_rows(df.reset_index(drop=True), stage, f"{paths.raw} unit table", "units left"), report
+    return require_rows(df.reset_index(drop=True), stage, f"{catalog.RAW} unit table", "units left"), report
 
 # %% ../../nbs/05_preprocess.ipynb #05c008
 def amount_cap(events: pd.DataFrame, before: pd.Timestamp, quantile: float) -> float:
     "The `quantile` of positive purchase amounts strictly before `before` (so the hold-out period cannot move it)."
     fit = events.loc[(events["timestamp"] < before) & (events["amount"] > 0), "amount"]
     if fit.empty:
-        raise StageError("preprocess", f"{paths.raw}/events.parquet", "timestamp", f"no purchases before {before:%Y-%m-%d}")
+        raise StageError("preprocess", f"{catalog.RAW}/events.parquet", "timestamp", f"no purchases before {before:%Y-%m-%d}")
     return float(fit.quantile(quantile))
 
 def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap_before: pd.Timestamp,
@@ -72,7 +73,7 @@ def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap
     df["amount"] = df["amount"].clip(upper=cap)
     report["events_out"] = len(df)
     df = df.sort_values(["timestamp", id_column], kind="stable").reset_index(drop=True)
-    return require_rows(df, stage, f"{paths.raw}/events.parquet", "purchases left"), report
+    return require_rows(df, stage, f"{catalog.RAW}/events.parquet", "purchases left"), report
 
 # %% ../../nbs/05_preprocess.ipynb #05c011
 def snapshot_cutoffs(problem: Problem, train_snapshots: int) -> dict[pd.Timestamp, str]:
@@ -90,7 +91,7 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
     rows = []
     for cutoff, split in cutoffs.items():
         if last_event < cutoff + horizon - pd.Timedelta(days=1):
-            raise StageError(stage, f"{paths.raw}/events.parquet", "timestamp",
+            raise StageError(stage, f"{catalog.RAW}/events.parquet", "timestamp",
                              f"purchases end on {last_event:%Y-%m-%d}, before the label window of cutoff "
                              f"{cutoff:%Y-%m-%d} closes ({cutoff + horizon:%Y-%m-%d}); move problem.cutoff_date earlier")
         ts = events["timestamp"]
@@ -102,9 +103,9 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
     snapshots = pd.concat(rows, ignore_index=True)
     for split in ("train", "test"):
         part = snapshots[snapshots["split"] == split]
-        require_rows(part, stage, f"{paths.raw}/events.parquet", f"active customers in the {split} snapshots")
+        require_rows(part, stage, f"{catalog.RAW}/events.parquet", f"active customers in the {split} snapshots")
         if part[problem.label].nunique() < 2:
-            raise StageError(stage, f"{paths.raw}/events.parquet", problem.label,
+            raise StageError(stage, f"{catalog.RAW}/events.parquet", problem.label,
                              f"the {split} snapshots hold only one class; a classifier needs both")
     return snapshots.sort_values(["cutoff", idc], kind="stable").reset_index(drop=True)
 
@@ -119,14 +120,14 @@ def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Ti
     active = events.loc[(ts >= as_of - pd.Timedelta(days=problem.active_window_days)) & (ts < as_of), idc].unique()
     active = customers.loc[customers[idc].isin(active) & (customers["signup_date"] < as_of), idc]
     snapshot = pd.DataFrame({idc: np.sort(active.to_numpy()), "cutoff": as_of, "split": "serving"})
-    return require_rows(snapshot, stage, f"{paths.raw}/events.parquet", f"customers active on {as_of:%Y-%m-%d}")
+    return require_rows(snapshot, stage, f"{catalog.RAW}/events.parquet", f"customers active on {as_of:%Y-%m-%d}")
 
 # %% ../../nbs/05_preprocess.ipynb #05c017
 def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess"
                       ) -> tuple[pd.DataFrame, pd.Series, dict]:
     "The units without their label column, and the label as 0/1."
     if label not in units:
-        raise StageError(stage, f"{paths.raw} unit table", label, "the label column is missing (problem.label)")
+        raise StageError(stage, f"{catalog.RAW} unit table", label, "the label column is missing (problem.label)")
     known = units[label].notna() & (units[label].astype(str) != "")
     values = units.loc[known, label]
     if str(positive_class) not in set(values.astype(str)):
@@ -153,6 +154,6 @@ def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, t
                               label: y.to_numpy()})
     for part in ("train", "test"):
         if snapshots.loc[snapshots["split"] == part, label].nunique() < 2:
-            raise StageError(stage, f"{paths.raw} unit table", label, f"the {part} split holds only one class")
+            raise StageError(stage, f"{catalog.RAW} unit table", label, f"the {part} split holds only one class")
     serving = snapshots.loc[snapshots["split"] == "test", [id_column, "cutoff"]].assign(split="serving")
     return snapshots, serving.reset_index(drop=True)

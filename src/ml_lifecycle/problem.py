@@ -5,111 +5,14 @@
 # %% ../../nbs/01_problem.ipynb #01c003
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Mapping
-
-import numpy as np
-import pandas as pd
-
-from .core import StageError, check_params, paths, resolve, stage_params, write_json
+from . import catalog
+from .core import resolve, stage_params, write_json
+from .modelling import Problem
 
 # %% auto #0
-__all__ = ['METRICS', 'PROBLEM_SCHEMA', 'Problem', 'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits',
-           'problem_card']
+__all__ = ['problem_card']
 
 # %% ../../nbs/01_problem.ipynb #01c005
-METRICS = ("roc_auc", "average_precision")
-
-PROBLEM_SCHEMA = {
-    "type": "object",
-    "required": ["problem"],
-    "properties": {"problem": {
-        "type": "object",
-        "required": ["name", "label", "primary_metric", "success_threshold", "cost_false_positive", "cost_false_negative"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1},
-            "description": {"type": "string"},
-            "id_column": {"type": ["string", "null"], "minLength": 1},
-            "label": {"type": "string", "minLength": 1},
-            "positive_class": {"type": ["string", "integer", "boolean"]},
-            "cutoff_date": {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
-            "horizon_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 730},
-            "active_window_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 1825},
-            "primary_metric": {"enum": list(METRICS)},
-            "success_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-            "cost_false_positive": {"type": "number", "minimum": 0},
-            "cost_false_negative": {"type": "number", "minimum": 0},
-        },
-    }},
-}
-
-# %% ../../nbs/01_problem.ipynb #01c006
-@dataclass(frozen=True)
-class Problem:
-    "The problem definition every later stage is judged against."
-    name: str
-    label: str
-    primary_metric: str
-    success_threshold: float
-    cost_false_positive: float
-    cost_false_negative: float
-    description: str = ""
-    id_column: str | None = None
-    positive_class: object = 1
-    # Only for labels derived from an event history (the churn example): the hold-out cutoff and the windows.
-    cutoff_date: pd.Timestamp | None = None
-    horizon_days: int | None = None
-    active_window_days: int | None = None
-
-    @classmethod
-    def from_params(cls, params: Mapping, stage: str = "problem") -> "Problem":
-        "Build from the `problem:` section of params.yaml, checking it first."
-        values = {"problem": dict(params)}
-        check_params(stage, values, PROBLEM_SCHEMA)
-        cutoff = values["problem"].get("cutoff_date")
-        return cls(**{**values["problem"], "cutoff_date": pd.Timestamp(cutoff) if cutoff else None})
-
-    def require_event_settings(self, stage: str) -> "Problem":
-        "This problem, after checking it has what labels derived from events need."
-        for field in ("cutoff_date", "horizon_days", "active_window_days"):
-            if getattr(self, field) is None:
-                raise StageError(stage, "params.yaml", f"problem.{field}", "required when labels come from an event history")
-        return self
-
-    def meets_target(self, score: float) -> bool:
-        "Does a primary-metric `score` reach the success threshold?"
-        return score >= self.success_threshold
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "cutoff_date": self.cutoff_date.strftime("%Y-%m-%d") if self.cutoff_date else None}
-
-# %% ../../nbs/01_problem.ipynb #01c009
-def decision_profit(y_true, decision, p: Problem) -> float:
-    "Profit of contacting the customers where `decision` is 1, relative to contacting nobody."
-    y_true, decision = np.asarray(y_true).astype(bool), np.asarray(decision).astype(bool)
-    kept = np.sum(decision & y_true) * (p.cost_false_negative - p.cost_false_positive)
-    wasted = np.sum(decision & ~y_true) * p.cost_false_positive
-    return float(kept - wasted)
-
-def profit_curve(y_true, proba, p: Problem, n_thresholds: int = 201) -> pd.DataFrame:
-    "Profit, and share of customers contacted, at evenly spaced thresholds from 0 to 1."
-    y_true, proba = np.asarray(y_true), np.asarray(proba)
-    thresholds = np.linspace(0, 1, n_thresholds)
-    return pd.DataFrame({"threshold": thresholds,
-                         "contacted": [float(np.mean(proba >= t)) for t in thresholds],
-                         "profit": [decision_profit(y_true, proba >= t, p) for t in thresholds]})
-
-def cost_optimal_threshold(y_true, proba, p: Problem) -> float:
-    "The threshold with the highest profit on (validation) predictions; the lowest such one on ties."
-    curve = profit_curve(y_true, proba, p)
-    return float(curve.loc[curve["profit"].idxmax(), "threshold"])
-
-def naive_profits(y_true, p: Problem) -> dict:
-    "Profit of the two policies that need no model."
-    y_true = np.asarray(y_true)
-    return {"contact_none": 0.0, "contact_all": decision_profit(y_true, np.ones_like(y_true), p)}
-
-# %% ../../nbs/01_problem.ipynb #01c012
 def problem_card(p: Problem) -> str:
     "A Markdown page stating the problem definition."
     unit = f"one `{p.id_column}`" if p.id_column else "one row of the unit table"

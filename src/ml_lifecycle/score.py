@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import StageError, atomic_write, paths, read_json, resolve, stage_params, write_json
-from .select import model_columns
-from .train import load_model
+from . import catalog
+from .core import StageError, atomic_write, read_json, resolve, stage_params, write_json
+from .modelling import load_model, model_columns
 
 # %% auto #0
 __all__ = ['batch_columns', 'batch_chunks', 'score_chunk', 'write_predictions', 'batch_anomalies']

@@ -14,36 +14,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
-from .core import StageError, atomic_write, paths, read_json, read_table, resolve, stage_params, write_json
-from .features import make_preprocessor
-from .problem import METRICS
+from . import catalog
+from .core import StageError, atomic_write, read_json, read_table, resolve, stage_params, write_json
+from .modelling import CANDIDATES, METRICS, SCORING, grouped_folds, make_model, make_pipeline, model_columns
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'SCORING', 'make_model', 'make_pipeline', 'search_space', 'model_columns', 'grouped_folds',
-           'search_candidates', 'best_per_candidate']
+__all__ = ['search_space', 'search_candidates', 'best_per_candidate']
 
 # %% ../../nbs/07_select.ipynb #07c005
-CANDIDATES: dict[str, type[ClassifierMixin]] = {
-    "logistic_regression": LogisticRegression,
-    "random_forest": RandomForestClassifier,
-    "hist_gradient_boosting": HistGradientBoostingClassifier,
-}
-
-def make_model(name: str, settings: dict, seed: int, stage: str = "select") -> ClassifierMixin:
-    "The candidate `name` with `settings` as keyword arguments and a fixed seed."
-    if name not in CANDIDATES:
-        raise StageError(stage, "params.yaml", f"select.candidates.{name}", f"unknown model; choose from {sorted(CANDIDATES)}")
-    try:
-        model = CANDIDATES[name](**settings)
-    except TypeError as e:
-        raise StageError(stage, "params.yaml", f"select.candidates.{name}", str(e)) from None
-    return model.set_params(random_state=seed)
-
-def make_pipeline(spec: dict, model: ClassifierMixin) -> Pipeline:
-    "The features stage's transform followed by `model`: what is cross-validated, trained and saved."
-    return Pipeline([("features", make_preprocessor(spec, spec["impute_numeric"], spec["min_category_frequency"])),
-                     ("model", model)])
-
 def search_space(space: dict, name: str) -> dict:
     "scikit-learn `param_distributions` for the model step, from a space written in params.yaml."
     def distribution(key, spec):
@@ -60,16 +38,6 @@ def search_space(space: dict, name: str) -> dict:
     return {f"model__{key}": distribution(key, spec) for key, spec in space.items()}
 
 # %% ../../nbs/07_select.ipynb #07c008
-SCORING = {"roc_auc": "roc_auc", "average_precision": "average_precision", "log_loss": "neg_log_loss",
-           "brier": "neg_brier_score"}
-
-def model_columns(spec: dict) -> list[str]:
-    return spec["numeric"] + spec["categorical"]
-
-def grouped_folds(cv_folds: int, seed: int) -> StratifiedGroupKFold:
-    "Stratified folds that keep every customer's snapshots on one side."
-    return StratifiedGroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
-
 def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary_metric: str, cv_folds: int,
                       n_iter: int, seed: int) -> pd.DataFrame:
     "Every configuration tried for every candidate, with the mean and std of each metric over the folds."

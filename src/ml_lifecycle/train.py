@@ -18,58 +18,15 @@ import skops.io as sio
 from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 
-from .core import StageError, atomic_write, paths, read_json, read_table, resolve, stage_params, write_json
-from .problem import Problem, cost_optimal_threshold, decision_profit
-from .select import grouped_folds, make_model, make_pipeline, model_columns
+from . import catalog
+from .core import StageError, atomic_write, read_json, read_table, resolve, stage_params, write_json
+from .modelling import (Problem, cost_optimal_threshold, decision_profit, grouped_folds, load_model,
+                                   make_model, make_pipeline, model_columns, save_model)
 
 # %% auto #0
-__all__ = ['TRUSTED_TYPES', 'canonical_archive', 'save_model', 'load_model', 'out_of_fold_proba', 'choose_threshold']
+__all__ = ['out_of_fold_proba', 'choose_threshold']
 
 # %% ../../nbs/08_train.ipynb #08c005
-TRUSTED_TYPES = (
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",                                              # random forest
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",     # histogram gradient boosting
-)
-
-def canonical_archive(data: bytes) -> bytes:
-    """The same skops archive with reproducible bytes. skops names arrays and object references by Python `id()`
-    (a memory address) and stamps zip entries with the time; both are renumbered here by first appearance."""
-    with zipfile.ZipFile(io.BytesIO(data)) as source:
-        schema = json.loads(source.read("schema.json"))
-        ids: dict[int, int] = {}
-        def renumber(node):
-            if isinstance(node, dict):
-                return {k: (ids.setdefault(v, len(ids)) if k == "__id__" else
-                            f"{ids.setdefault(int(v[:-4]), len(ids))}.npy" if k == "file" and re.fullmatch(r"\d+\.npy", v)
-                            else renumber(v)) for k, v in node.items()}
-            return [renumber(v) for v in node] if isinstance(node, list) else node
-        schema = renumber(schema)
-        entries = {"schema.json": json.dumps(schema, indent=2).encode()}
-        for name in source.namelist():
-            if name != "schema.json":
-                entries[f"{ids[int(name[:-4])]}.npy" if re.fullmatch(r"\d+\.npy", name) else name] = source.read(name)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=ZIP_DEFLATED) as target:
-        for name in sorted(entries):
-            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), entries[name], compress_type=ZIP_DEFLATED)
-    return out.getvalue()
-
-def save_model(pipeline: Pipeline, path: str | Path) -> Path:
-    "Write `pipeline` as a compressed skops file whose bytes depend only on the model."
-    return atomic_write(path, lambda tmp: tmp.write_bytes(canonical_archive(sio.dumps(pipeline, compression=ZIP_DEFLATED))))
-
-def load_model(path: str | Path, trusted: tuple[str, ...] = TRUSTED_TYPES, stage: str = "train") -> Pipeline:
-    "Load a skops model, refusing any type outside `trusted`."
-    path = Path(path)
-    if not path.is_file():
-        raise StageError(stage, path, None, "model file not found (run the train stage first)")
-    unexpected = sorted(set(sio.get_untrusted_types(file=path)) - set(trusted))
-    if unexpected:
-        raise StageError(stage, path, unexpected[0], f"refusing to load untrusted types {unexpected}")
-    return sio.load(path, trusted=list(trusted))
-
-# %% ../../nbs/08_train.ipynb #08c008
 def out_of_fold_proba(pipeline: Pipeline, train: pd.DataFrame, spec: dict, cv_folds: int, seed: int) -> np.ndarray:
     "Churn probabilities of every training row from a model that did not see that row's customer."
     return cross_val_predict(pipeline, train[model_columns(spec)], train[spec["label"]], groups=train[spec["id_column"]],

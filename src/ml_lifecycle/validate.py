@@ -16,7 +16,8 @@ import tensorflow_data_validation as tfdv
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from .core import (StageError, atomic_write, paths, project_root, read_json, read_table, read_yaml,
+from . import catalog
+from .core import (StageError, atomic_write, project_root, read_json, read_table, read_yaml,
                                resolve, stage_params, write_json)
 
 # %% auto #0
@@ -131,7 +132,7 @@ def statistics_html(stats: statistics_pb2.DatasetFeatureStatisticsList,
 
 # %% ../../nbs/04_validate.ipynb #04c014
 def schema_path(table: str, root: Path | None = None) -> Path:
-    return resolve(f"{paths.schema}/{table}.pbtxt", root)
+    return resolve(f"{catalog.SCHEMA}/{table}.pbtxt", root)
 
 def read_schema(path: Path) -> schema_pb2.Schema:
     return tfdv.load_schema_text(str(path))
@@ -229,7 +230,7 @@ def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, ro
                                          serving_statistics=compute_statistics(serving))
     return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
 
-# %% ../../nbs/04_validate.ipynb #04byod1
+# %% ../../nbs/04_validate.ipynb #04c031
 def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float = 0.1, numeric_skew: float = 0.2
                      ) -> schema_pb2.Schema:
     "A schema for a modelling table without a committed one: inferred from training rows, label in TRAINING only."
@@ -247,7 +248,7 @@ def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float
             comparator.jensen_shannon_divergence.source.type = schema_pb2.HistogramSelection.QUANTILES
     return schema
 
-# %% ../../nbs/04_validate.ipynb #04c031
+# %% ../../nbs/04_validate.ipynb #04c034
 ANOMALY_TYPES = sorted(anomalies_pb2.AnomalyInfo.Type.keys())
 
 VALIDATE_PARAMS = {"type": "object", "required": ["validate"], "properties": {"validate": {
@@ -298,9 +299,9 @@ def raise_on_anomalies(results: list[dict], stage: str = "validate") -> None:
         source = next((r.get("source", f"table '{r['table']}'") for r in results if r["table"] == first["table"]))
         raise StageError(stage, source, first["feature"],
                          f"{first['anomaly']}: {first['description']} ({len(found)} anomalies in all; "
-                         f"see {paths.reports}/validation/anomalies.md)")
+                         f"see {catalog.REPORTS}/validation/anomalies.md)")
 
-# %% ../../nbs/04_validate.ipynb #04c033
+# %% ../../nbs/04_validate.ipynb #04c036
 def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) -> str:
     "A Markdown page: the tables checked, one line per anomaly (errors first), the drift measured, stale exceptions."
     lines = ["# Data validation", "", "| table | rows | schema | drift reference | errors | warnings |",
@@ -327,7 +328,7 @@ def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) ->
         lines += [f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only]
     return "\n".join(lines) + "\n"
 
-# %% ../../nbs/04_validate.ipynb #04c036
+# %% ../../nbs/04_validate.ipynb #04c039
 def schema_text(schema: schema_pb2.Schema) -> str:
     "A canonical text form of `schema` (no comments, fixed formatting), for comparing two schemas."
     return text_format.MessageToString(schema)
@@ -340,8 +341,8 @@ def schema_diff(old: schema_pb2.Schema, new: schema_pb2.Schema, name: str) -> st
 def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candidates", show: bool = True) -> dict:
     "Candidate schemas from the current data, written to `out_dir`; returns (and prints) each one's diff from the committed schema."
     root = Path(root or project_root())
-    sources = {t: resolve(f"{paths.raw}/{t}.parquet", root) for t in read_yaml(root / "params.yaml")["validate"]["tables"]}
-    sources["features"] = resolve(f"{paths.features}/train.parquet", root)
+    sources = {t: resolve(f"{catalog.RAW}/{t}.parquet", root) for t in read_yaml(root / "params.yaml")["validate"]["tables"]}
+    sources["features"] = resolve(f"{catalog.FEATURES}/train.parquet", root)
     out, diffs = resolve(out_dir, root), {}
     for table, source in sources.items():
         if not source.is_file():
@@ -361,15 +362,15 @@ def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candida
         print(f"candidates written to {out.relative_to(root)}/ (data/schema/ is unchanged)")
     return diffs
 
-# %% ../../nbs/04_validate.ipynb #04c039
+# %% ../../nbs/04_validate.ipynb #04c042
 def write_outputs(results: list[dict], stats_by_table: dict, references: dict, stale_warn_only: list[dict],
                   root: Path | None = None) -> None:
     "Statistics (binary, Markdown, HTML), the anomaly report (JSON, Markdown) and the summary and drift metrics."
     for table, stats in stats_by_table.items():
-        write_statistics(stats, resolve(f"{paths.validation}/{table}.stats.pb", root))
+        write_statistics(stats, resolve(f"{catalog.VALIDATION}/{table}.stats.pb", root))
         html = statistics_html(stats, references.get(table))
-        atomic_write(resolve(f"{paths.reports}/validation/html/{table}.html", root), lambda tmp: tmp.write_text(html))
-    report_dir = resolve(f"{paths.reports}/validation", root)
+        atomic_write(resolve(f"{catalog.REPORTS}/validation/html/{table}.html", root), lambda tmp: tmp.write_text(html))
+    report_dir = resolve(f"{catalog.REPORTS}/validation", root)
     atomic_write(report_dir / "statistics.md", lambda tmp: tmp.write_text(statistics_markdown(stats_by_table)))
     write_json({"tables": results, "stale_warn_only": stale_warn_only}, report_dir / "anomalies.json")
     text = anomalies_markdown(results, stale_warn_only)
