@@ -16,8 +16,13 @@ def params_read_by(notebook) -> set[str]:
     """Dotted keys a notebook reads from the object `stage_params` returns: `params["a"]["b"]` reads `a.b`;
     aliases (`s = params["a"]`, then `s["b"]`) are followed; a chain stops at its first non-constant index."""
     source = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
-    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.startswith(("#|", "%", "!"))))
-    roots: dict[str, str] = {}
+    module = ast.parse("\n".join(l for l in source.splitlines() if not l.startswith(("#|", "%", "!"))))
+    # What a stage reads: its `run(params, root)` function, and top-level code that calls `stage_params`. Other
+    # functions are left out: `check_inputs` sees the whole params.yaml on purpose.
+    runs = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "run"]
+    tree = ast.Module(body=[n for n in module.body if not isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+                      + [stmt for f in runs for stmt in f.body], type_ignores=[])
+    roots: dict[str, str] = {f.args.args[0].arg: "" for f in runs if f.args.args}
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
                 and getattr(node.value.func, "id", None) == "stage_params":
@@ -82,6 +87,14 @@ def test_the_static_check_catches_an_undeclared_read(tmp_path):
         'k = "c"\nparams["select"]["candidates"][k]\nmetric = params["problem"]["metric"]\nprint(metric)')])
     nbformat.write(nb, tmp_path / "nb.ipynb")
     assert params_read_by(tmp_path / "nb.ipynb") == {"train.seed", "problem.label", "select.candidates", "problem.metric"}
+
+
+def test_the_static_check_reads_the_run_function_and_skips_other_functions(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'def run(params, root=None):\n    settings = params["train"]\n    return settings["seed"]\n'
+        'def check_inputs(params, root):\n    return params["gather"]')])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    assert params_read_by(tmp_path / "nb.ipynb") == {"train.seed"}
 
 
 def test_stage_params_refuses_undeclared_keys_at_run_time():
