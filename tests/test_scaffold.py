@@ -45,7 +45,7 @@ def test_stage_meets_the_project_rules(scaffolded, tmp_path, monkeypatch):
     project, _ = scaffolded
     monkeypatch.setenv("PRE_COMMIT_HOME", str(tmp_path / "pre-commit-home"))
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                  "tests/test_notebooks.py", "tests/test_params.py", "-k", "not test_notebook_checks_pass"],
+                  "tests/test_notebooks.py", "tests/test_params.py", "tests/test_catalog.py", "-k", "not test_notebook_checks_pass"],
                  project, check=False)
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"[{NAME}]" in run([sys.executable, "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider",

@@ -2,8 +2,10 @@
 
 Writes, for a stage called `monitor` in a project whose last notebook is `10_score.ipynb`:
 
-- `nbs/11_monitor.ipynb`: the skeleton every stage follows (a narrative, an exported function with its parameter
-  schema and a check under it, and a **Run the stage** section with papermill's `parameters` cell), clean;
+- `nbs/11_monitor.ipynb`: the skeleton every stage follows (a narrative, its exported parameter contract
+  `PARAMS_SCHEMA`, an exported function with a check under it, `run(params, root)` checked on a toy project, and a
+  **Run the stage** section with papermill's `parameters` cell), clean;
+- its outputs in the artefact catalog (`nbs/00a_catalog.ipynb`: `MONITOR_SUMMARY` and `STAGE_IO["monitor"]`);
 - a `monitor:` stage at the end of the `stages:` block of `dvc.yaml` (cmd, deps, params, the executed notebook
   and a metrics file as outputs), without reformatting the rest of the file;
 - a `monitor:` section at the end of `params.yaml`.
@@ -32,7 +34,7 @@ def package_and_script(root: Path) -> tuple[str, str]:
 
 
 def notebook(name: str, number: str, package: str) -> dict:
-    title = name.replace("_", " ").capitalize()
+    title, summary = name.replace("_", " ").capitalize(), f"{name.upper()}_SUMMARY"
     md = lambda s: {"cell_type": "markdown", "metadata": {}, "source": s}  # noqa: E731
     code = lambda s, **meta: {"cell_type": "code", "execution_count": None, "metadata": meta,  # noqa: E731
                               "outputs": [], "source": s}
@@ -42,35 +44,41 @@ def notebook(name: str, number: str, package: str) -> dict:
            "the stage's own."),
         md("**What the stage does.** Say what it reads, what it decides and why, and what it writes. The notebook "
            "is the stage's documentation: a short narrative, then small exported functions each with a check under "
-           "it, then **Run the stage**, which `dvc repro` runs through papermill."),
+           "it, then `run`, the whole stage as one function checked on a toy project, then **Run the stage**, which "
+           "`dvc repro` runs through papermill."),
         code(f"#| default_exp {name}"),
         code(f"#| export\nfrom __future__ import annotations\n\n"
-             f"from {package}.core import paths, resolve, stage_params, write_json"),
+             f"from collections.abc import Mapping\nfrom pathlib import Path\n\n"
+             f"from {package} import catalog\n"
+             f"from {package}.core import params_contract, resolve, write_json"),
+        code(f"#| hide\nfrom {package}.core import declared_view, project_root, stage_params, toy_project"),
         md("## The parameters and their rules\n\n"
-           f"The JSON Schema below is the contract for `{name}:` in `params.yaml`: a wrong type or an impossible "
-           "value stops the stage with the field named. Every key the stage reads is declared under `params:` of "
-           "its stage in `dvc.yaml`, so DVC reruns the stage when it changes."),
-        code(f"#| export\nSCHEMA = {{\n"
-             f'    "type": "object",\n'
-             f'    "required": ["{name}"],\n'
-             f'    "properties": {{"{name}": {{\n'
-             f'        "type": "object",\n'
-             f'        "required": ["message"],\n'
-             f'        "properties": {{"message": {{"type": "string", "minLength": 1}}}},\n'
-             f"    }}}},\n}}"),
+           f"`PARAMS_SCHEMA` is the contract for `{name}:` in `params.yaml`: `ml-lifecycle check`, which runs before "
+           "every stage, names a wrong type or an impossible value before any stage starts. Every key the stage "
+           "reads is declared under `params:` of its stage in `dvc.yaml`, so DVC reruns the stage when it changes."),
+        code(f"#| export\nPARAMS_SCHEMA = params_contract(\"{name}\", {{\"message\": {{\"type\": \"string\", \"minLength\": 1}}}})"),
         md("## What the stage computes\n\nOne small function per decision, with a check right under it "
            "(`nbdev-test` runs the checks; `make test` runs `nbdev-test`)."),
-        code(f"#| export\ndef summarise(settings: dict) -> dict:\n"
+        code(f"#| export\ndef summarise(settings: Mapping) -> dict:\n"
              f'    "What the stage writes. Replace with the stage\'s work."\n'
              f'    return {{"stage": "{name}", "message": settings["message"]}}'),
         code('assert summarise({"message": "hello"}) == {"stage": "' + name + '", "message": "hello"}'),
+        md("## The whole stage\n\n`run` reads the stage's parameters and writes every output the catalog names for it; "
+           "the check under it runs it on a toy project in a temporary folder."),
+        code(f"#| export\ndef run(params: Mapping, root: str | Path | None = None) -> dict:\n"
+             f'    "Run the {name} stage: write its summary (`catalog.{summary}`) and return it."\n'
+             f'    summary = summarise(params["{name}"])\n'
+             f"    write_json(summary, resolve(catalog.{summary}, root))\n"
+             f"    return summary"),
+        code(f'toy_root, toy_values = toy_project({{"{name}": {{"message": "hello"}}}})\n'
+             f'assert run(declared_view("{name}", toy_values), toy_root) == {{"stage": "{name}", "message": "hello"}}\n'
+             f"assert (toy_root / catalog.{summary}).is_file()"),
         md("## Run the stage"),
         code('params_file = "params.yaml"', tags=["parameters"]),
         code(f"#| eval: false\n"
-             f'params = stage_params("{name}", params_file, SCHEMA)\n'
-             f'result = summarise(params["{name}"])\n'
-             f'write_json(result, resolve(f"{{paths.reports}}/{name}.json"))\n'
-             f"result"),
+             f'params = stage_params("{name}", params_file, PARAMS_SCHEMA)\n'
+             f"summary = run(params, project_root())\n"
+             f"summary"),
     ]
     for i, cell in enumerate(cells):
         cell["id"] = f"{number}c{i:03d}"
@@ -79,10 +87,18 @@ def notebook(name: str, number: str, package: str) -> dict:
             "nbformat": 4, "nbformat_minor": 5}
 
 
+def catalog_cell(name: str) -> dict:
+    "The catalog entries of the new stage: its summary file, and what it reads and writes."
+    summary = f"{name.upper()}_SUMMARY"
+    return {"cell_type": "code", "execution_count": None, "id": f"catalog-{name}", "metadata": {}, "outputs": [],
+            "source": f"#| export\n{summary} = \"reports/{name}.json\"\n"
+                      f"STAGE_IO[\"{name}\"] = {{\"reads\": [], \"writes\": [{summary}]}}"}
+
+
 def dvc_stage(name: str, notebook_name: str, package: str, script: str) -> str:
     return (f"  {name}:\n"
             f"    cmd: {script} run {name}\n"
-            f"    deps: [nbs/{notebook_name}, src/{package}/core.py]\n"
+            f"    deps: [nbs/{notebook_name}, src/{package}/core.py, src/{package}/catalog.py]\n"
             f"    params: [{name}]\n"
             f"    outs:\n"
             f"      - reports/notebooks/{notebook_name}\n"
@@ -119,11 +135,15 @@ def scaffold(name: str, root: Path = ROOT) -> list[Path]:
     nb_path = nbs / f"{number}_{name}.ipynb"
     nb_path.write_text(clean_text(json.dumps(notebook(name, number, package)), root), encoding="utf-8")
     dvc_path.write_text(add_to_stages(dvc_path.read_text(), dvc_stage(name, nb_path.name, package, script)))
+    catalog_nb = next(nbs.glob("*_catalog.ipynb"))
+    catalog = json.loads(catalog_nb.read_text())
+    catalog["cells"].append(catalog_cell(name))
+    catalog_nb.write_text(clean_text(json.dumps(catalog), root), encoding="utf-8")
     text = params_path.read_text()
     params_path.write_text(text.rstrip("\n") + "\n\n"
                            f"{name}:                          # nbs/{nb_path.name}; every key is declared in dvc.yaml\n"
                            f"  message: replace with the stage's parameters\n")
-    return [nb_path, dvc_path, params_path]
+    return [nb_path, catalog_nb, dvc_path, params_path]
 
 
 def main(argv=None) -> int:
