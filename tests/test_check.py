@@ -1,0 +1,40 @@
+"""`ml-lifecycle check` runs before every stage: a wrong parameter stops the pipeline at its first stage, named."""
+import pytest
+
+from conftest import copy_project, run, set_params
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    "A project copy as a clone has it: no data yet, so the check must accept what earlier stages will write."
+    return copy_project(tmp_path_factory.mktemp("check") / "project")
+
+
+def test_the_committed_params_pass_the_check_before_any_data_exists(fresh):
+    result = run("ml-lifecycle check", fresh)
+    assert "meets the contracts of all" in result.stdout
+
+
+@pytest.mark.parametrize("changes, stage, field", [
+    ({("evaluate", "segments"): ["plan", "tier"]}, "evaluate", "evaluate.segments"),
+    ({("gather", "events", "path"): "data/elsewhere/*.parquet"}, "gather", "gather.events.path"),
+    ({("select", "n_iter"): 0}, "select", "select.n_iter"),
+    ({("score", "batch"): "data/new/batch.csv"}, "score", "score.batch"),
+])
+def test_a_wrong_parameter_is_named_by_the_check(fresh, tmp_path, changes, stage, field):
+    project = copy_project(tmp_path / "project")
+    set_params(project, changes)
+    result = run("ml-lifecycle check", project, check=False)
+    assert result.returncode == 1
+    assert f"stage '{stage}'" in result.stderr and f"field '{field}'" in result.stderr, result.stderr
+
+
+@pytest.mark.integration
+def test_dvc_repro_stops_at_its_first_stage_on_a_later_stages_parameter(tmp_path):
+    project = copy_project(tmp_path / "project")
+    set_params(project, {("evaluate", "segments"): ["plan", "tier"]})
+    result = run("dvc repro", project, check=False)
+    assert result.returncode != 0 and "field 'evaluate.segments'" in result.stdout + result.stderr
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'problem':"], ran
+    assert not (project / "reports" / "problem.md").exists(), "the check runs before the notebook writes anything"
