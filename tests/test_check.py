@@ -37,4 +37,4 @@ def test_dvc_repro_stops_at_its_first_stage_on_a_later_stages_parameter(tmp_path
     assert result.returncode != 0 and "field 'evaluate.segments'" in result.stdout + result.stderr
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'problem':"], ran
-    assert not (project / "reports" / "problem.md").exists(), "the check runs before the notebook writes anything"
+    assert not (project / "reports" / "notebooks" / "01_problem.ipynb").exists(), "the check runs before the notebook"
