@@ -206,10 +206,10 @@ def date_columns(history: Mapping | None, timestamp_column: str | None) -> list[
     "The unit table's date columns to parse: the signup date with an event history, else `timestamp_column` if any."
     return [history["signup_column"]] if history else [c for c in [timestamp_column] if c]
 
-def labels_from_events(units: pd.DataFrame, units_file: Path, events_file: Path, id_column: str, problem: Problem,
+def labels_from_events(units: pd.DataFrame, units_table: str, events_file: Path, id_column: str, problem: Problem,
                        history: Mapping, stage: str = "preprocess") -> tuple[pd.DataFrame, ...]:
     "Units, cleaned events, labelled point-in-time snapshots, the serving snapshot, and the event counts."
-    require_columns(units, [history["signup_column"]], stage, units_file)
+    require_columns(units, [history["signup_column"]], stage, units_table)
     units = units.rename(columns={history["signup_column"]: "signup_date"})
     events, report = clean_events(read_table(events_file, stage, [id_column, "timestamp", "amount"]), units[id_column],
                                   id_column, problem.require_event_settings(stage).cutoff_date, history["amount_cap_quantile"])
@@ -285,14 +285,14 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     root = project_root() if root is None else Path(root)
     problem = Problem.from_params(params["problem"], stage="preprocess")
     settings, history = params["preprocess"], params["preprocess"]["event_history"]
-    id_column, units_file = unit_id(problem.id_column), resolve(catalog.raw_table(settings["units"]), root)
-    raw_units = with_row_id(read_table(units_file, "preprocess"), problem.id_column)
+    id_column, units_table = unit_id(problem.id_column), catalog.raw_table(settings["units"])
+    raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
     units, report = clean_units(raw_units, id_column, list(params["features"]["categorical"]), settings["missing_category"],
                                 {k: tuple(v) for k, v in settings["valid_ranges"].items()},
                                 date_columns(history, settings.get("timestamp_column")), list(settings.get("drop_columns", [])))
     if history:   # an event history: point-in-time snapshots, label derived from the events
         units, events, snapshots, serving, label_report = labels_from_events(
-            units, units_file, resolve(catalog.raw_table(history["table"]), root), id_column, problem, history)
+            units, units_table, resolve(catalog.raw_table(history["table"]), root), id_column, problem, history)
     else:         # one labelled row per unit: a time-based or stratified split
         units, events, snapshots, serving, label_report = labels_from_column(
             units, id_column, problem, settings.get("timestamp_column"), settings["test_size"], settings["seed"])
