@@ -1,10 +1,12 @@
 """Bad input stops a stage with a non-zero exit and a message naming the stage, the source and the field."""
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import run, set_params
+from conftest import copy_project, run, set_params
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +82,33 @@ def test_bad_parameter(tiny_copy, keys, value, stage, fragment):
 def test_schema_anomaly_fails_validation(tiny_copy):
     faulty_copy_of_crm(tiny_copy, "UPDATE customers SET plan = 'platinum' WHERE rowid % 10 = 0")
     fails(tiny_copy, "validate", "data/raw/customers.parquet", "field 'plan'", "ENUM_TYPE_UNEXPECTED_STRING_VALUES")
+
+
+def test_unquoted_yes_stops_an_own_data_run_at_its_first_stage(tmp_path):
+    """A team's table labelled "Yes"/"No" with `positive_class: Yes` unquoted in params.yaml (YAML reads it as true):
+    `dvc repro` fails at the first stage it runs, before any notebook starts, naming the field and the YAML cause."""
+    project = copy_project(tmp_path / "project")
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"age": rng.integers(18, 90, 300), "job": rng.choice(["admin", "technician", "services"], 300),
+                  "subscribed": rng.choice(["Yes", "No"], 300)}).to_csv(project / "data/external/clients.csv", index=False)
+    for schema in (project / "data/schema").glob("*.pbtxt"):
+        schema.unlink()
+    set_params(project, {
+        ("problem", "id_column"): None, ("problem", "label"): "subscribed", ("problem", "positive_class"): "__YES__",
+        ("problem", "cutoff_date"): None, ("problem", "horizon_days"): None, ("problem", "active_window_days"): None,
+        ("gather",): {"clients": {"path": "data/external/clients.csv", "required_columns": ["subscribed"]}},
+        ("validate", "tables"): ["clients"], ("preprocess", "units"): "clients", ("preprocess", "event_history"): None,
+        ("preprocess", "valid_ranges"): {}, ("features", "categorical"): [], ("evaluate", "segments"): ["job"]})
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("positive_class: __YES__", "positive_class: Yes"))
+    assert yaml.safe_load(params.read_text())["problem"]["positive_class"] is True
+
+    result = run("dvc repro", project, check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0, message
+    error = next((line for line in message.splitlines() if line.startswith("error: ")), "")
+    for fragment in ("params.yaml", "field 'problem.positive_class'", "YAML", 'positive_class: "Yes"', "['No', 'Yes']"):
+        assert fragment in error, f"{fragment!r} missing from: {error or message}"
+    assert message.count("Running stage") == 1, "no stage may run after the first one failed"
+    assert not list((project / "reports/notebooks").glob("*.ipynb")), "the check runs before any notebook starts"
+    assert not (project / "data/raw").exists() and not list((project / "data/external").glob("*.sqlite"))

@@ -5,17 +5,19 @@
 # %% ../../nbs/02_demo_data.ipynb #02c003
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import catalog
-from .core import atomic_write, resolve, stage_params, write_table
+from .core import atomic_write, params_contract, project_root, resolve, write_table
 
 # %% auto #0
-__all__ = ['REGIONS', 'CHANNELS', 'PLANS', 'FAULTS', 'simulate_customers', 'seasonality', 'simulate_purchases', 'add_data_flaws',
-           'fault_list', 'inject_faults', 'write_crm_database', 'write_event_log', 'generate_demo_sources']
+__all__ = ['REGIONS', 'CHANNELS', 'PLANS', 'FAULTS', 'PARAMS_SCHEMA', 'simulate_customers', 'seasonality', 'simulate_purchases',
+           'add_data_flaws', 'fault_list', 'inject_faults', 'write_crm_database', 'write_event_log',
+           'generate_demo_sources', 'run']
 
 # %% ../../nbs/02_demo_data.ipynb #02c005
 REGIONS = {"NO": 0.25, "SO": 0.20, "EA": 0.20, "WE": 0.20, "CE": 0.15}   # region codes
@@ -155,7 +157,7 @@ def write_event_log(events: pd.DataFrame, folder: Path) -> list[Path]:
     month = events["timestamp"].dt.strftime("%Y-%m")
     return [write_table(part, folder / f"events-{key}.parquet") for key, part in events.groupby(month)]
 
-# %% ../../nbs/02_demo_data.ipynb #02c019
+# %% ../../nbs/02_demo_data.ipynb #02c020
 def generate_demo_sources(n_customers: int, start_date: str, end_date: str, seed: int, fault: str | list[str] = "none",
                           root: Path | None = None) -> dict:
     "Simulate the example business, break it as `fault` says, and write its sources under `data/external/`."
@@ -166,8 +168,23 @@ def generate_demo_sources(n_customers: int, start_date: str, end_date: str, seed
     events = simulate_purchases(customers, start, end, rng)
     customers, events = add_data_flaws(customers, events, rng)
     customers, events = inject_faults(customers, events, faults, np.random.default_rng([seed, 1]))
-    external = resolve(catalog.EXTERNAL, root)
-    write_crm_database(customers, external / "crm.sqlite")
-    write_event_log(events, external / "events")
+    write_crm_database(customers, resolve(catalog.CRM_DATABASE, root))
+    write_event_log(events, resolve(catalog.EVENT_LOG, root))
     return {"customers": len(customers), "events": len(events), "faults": faults,
             "churned_by_end": float((customers["_churn_at"] <= end).mean())}
+
+# %% ../../nbs/02_demo_data.ipynb #02c022
+PARAMS_SCHEMA = params_contract("demo_data", {
+    "n_customers": {"type": "integer", "minimum": 100, "maximum": 5_000_000},
+    "start_date": {"type": "string", "format": "date"},
+    "end_date": {"type": "string", "format": "date"},
+    "seed": {"type": "integer", "minimum": 0},
+    "fault": {"oneOf": [{"enum": ["none", *FAULTS]},
+                        {"type": "array", "uniqueItems": True, "items": {"enum": list(FAULTS)}}]}})
+
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Simulate the example business from `demo_data:` and write its sources; return what was written."
+    root = project_root() if root is None else Path(root)
+    settings = params["demo_data"]
+    return generate_demo_sources(settings["n_customers"], settings["start_date"], settings["end_date"], settings["seed"],
+                                 settings["fault"], root)

@@ -5,18 +5,19 @@
 # %% ../../nbs/06_features.ipynb #06c003
 from __future__ import annotations
 
-import numpy as np
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from . import catalog
-from .core import read_table, resolve, stage_params, write_json, write_table
+from .core import (StageError, params_contract, project_root, read_table, resolve, visible_columns,
+                               write_json, write_table)
 
 # %% auto #0
-__all__ = ['behaviour_features', 'build_features', 'feature_spec']
+__all__ = ['PARAMS_SCHEMA', 'ROW_ID', 'SPLIT_FILES', 'behaviour_features', 'behaviour_columns', 'build_features', 'feature_spec',
+           'contract_columns', 'check_inputs', 'write_splits', 'run']
 
 # %% ../../nbs/06_features.ipynb #06c005
 def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
@@ -44,7 +45,14 @@ def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column:
     out["purchase_trend"] = (out[f"purchases_{short}d"] / short) / ((out[f"purchases_{long}d"] + 1) / long)
     return out
 
-# %% ../../nbs/06_features.ipynb #06c008
+# %% ../../nbs/06_features.ipynb #06c006
+def behaviour_columns(windows_days: list[int]) -> list[str]:
+    "The names of the features derived from an event history (tenure from the signup date included)."
+    windows = [f"{kind}_{w}d" for w in sorted(windows_days) for kind in ("purchases", "spend")]
+    return ["recency_days", "days_since_first_purchase", "lifetime_purchases", "avg_purchase_value", *windows,
+            "purchase_trend", "tenure_days"]
+
+# %% ../../nbs/06_features.ipynb #06c010
 def build_features(units: pd.DataFrame, events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
                    windows_days: list[int], attributes: list[str]) -> pd.DataFrame:
     "One row per snapshot: keys, split, label, the unit's attributes and, with an event history, its behaviour."
@@ -65,3 +73,56 @@ def feature_spec(table: pd.DataFrame, id_column: str, label: str, categorical: l
     return {"id_column": id_column, "label": label,
             "numeric": [c for c in columns if not is_text(c) and c not in dates],
             "categorical": [c for c in columns if is_text(c)]}
+
+# %% ../../nbs/06_features.ipynb #06c013
+PARAMS_SCHEMA = params_contract("features", {
+    "windows_days": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+    "categorical": {"type": "array", "items": {"type": "string"}},
+    "impute_numeric": {"enum": ["mean", "median", "most_frequent"]},
+    "min_category_frequency": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}})
+ROW_ID = "row_id"   # the made-up id of a table without one (preprocess writes it)
+SPLIT_FILES = {"train": catalog.TRAIN, "test": catalog.TEST, "serving": catalog.SERVING}
+
+def contract_columns(table: str, root: Path) -> list[str]:
+    "The columns the committed schema of `table` names (read as text: no TensorFlow); none without a schema."
+    path = resolve(catalog.schema_file(table), root)
+    return re.findall(r'^feature \{\s*name: "([^"]+)"', path.read_text(), flags=re.M) if path.is_file() else []
+
+def check_inputs(params: Mapping, root: Path) -> None:
+    "Every `features.categorical` entry is a column of the unit table (or a derived feature), once that is in sight."
+    preprocess, settings = params.get("preprocess") or {}, params["features"]
+    columns = visible_columns(params, preprocess["units"], root) if preprocess.get("units") else None
+    if columns is None:
+        return
+    known = {*columns, *contract_columns(preprocess["units"], root),
+             *(behaviour_columns(settings["windows_days"]) if preprocess.get("event_history") else [])}
+    unknown = [c for c in settings["categorical"] if c not in known]
+    if unknown:
+        raise StageError("features", "params.yaml", "features.categorical",
+                         f"{unknown} not among the columns of the {preprocess['units']} table (columns: {columns[:20]})")
+
+def write_splits(table: pd.DataFrame, label: str, root: Path) -> dict:
+    "Write the train, test and (unlabelled) serving rows of `table` to their files; return the row counts."
+    rows = {}
+    for split, path in SPLIT_FILES.items():   # serving: the unlabelled batch the score stage scores
+        part = table[table["split"] == split].reset_index(drop=True)
+        part = part.drop(columns=label) if split == "serving" else part.astype({label: "int64"})
+        write_table(part, resolve(path, root))
+        rows[split] = len(part)
+    return rows
+
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Build the feature table of every snapshot; write the train, test and serving tables and the spec."
+    root = project_root() if root is None else Path(root)
+    id_column, label = params["problem"]["id_column"] or ROW_ID, params["problem"]["label"]
+    settings = params["features"]
+    units = read_table(resolve(catalog.UNITS, root), "features")
+    events = read_table(resolve(catalog.EVENTS, root), "features")
+    snapshots = pd.concat([read_table(resolve(path, root), "features") for path in (catalog.SNAPSHOTS, catalog.SERVING_SNAPSHOT)])
+    attributes = [c for c in units.columns if c != id_column]
+    table = build_features(units, events, snapshots, id_column, list(settings["windows_days"]), attributes)
+    spec = {**feature_spec(table, id_column, label, list(settings["categorical"])),
+            "impute_numeric": settings["impute_numeric"], "min_category_frequency": settings["min_category_frequency"]}
+    rows = write_splits(table, label, root)
+    write_json(spec, resolve(catalog.FEATURE_SPEC, root))
+    return {"rows": rows, "numeric": spec["numeric"], "categorical": spec["categorical"]}

@@ -6,18 +6,22 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from . import catalog
-from .core import (StageError, project_root, require_columns, require_rows, resolve,
-                               stage_params, write_json, write_table)
+from .core import (TABLE_FORMATS, StageError, params_contract, project_root, require_columns, require_rows,
+                               resolve, will_exist, write_json, write_table)
 
 # %% auto #0
-__all__ = ['database_url', 'read_sql_source', 'read_file_source', 'read_source', 'gather']
+__all__ = ['DATABASE_NOT_FOUND', 'NO_FILE_MATCHES', 'SOURCE_SCHEMA', 'PARAMS_SCHEMA', 'database_url', 'sqlite_file', 'shown_url',
+           'read_sql_source', 'read_file_source', 'read_source', 'gather', 'check_inputs', 'run']
 
 # %% ../../nbs/03_gather.ipynb #03c005
+DATABASE_NOT_FOUND, NO_FILE_MATCHES = "database file not found", "no file matches this path"
+
 def database_url(url: str, root: Path | None = None) -> str:
     "The SQLAlchemy `url`, with a relative SQLite file path resolved from the project root."
     from sqlalchemy.engine import make_url
@@ -27,17 +31,28 @@ def database_url(url: str, root: Path | None = None) -> str:
         parsed = parsed.set(database=str(resolve(parsed.database, root)))
     return parsed.render_as_string(hide_password=False)
 
+def sqlite_file(url: str, root: Path | None = None) -> Path | None:
+    "The database file of a SQLite `url` (resolved from the project root); None for other databases and `:memory:`."
+    from sqlalchemy.engine import make_url
+    full = make_url(database_url(url, root))
+    if full.get_backend_name() == "sqlite" and full.database not in (None, "", ":memory:"):
+        return Path(full.database)
+    return None
+
+def shown_url(url: str, root: Path | None = None) -> str:
+    "`url` as the error messages show it: resolved, with any password hidden."
+    from sqlalchemy.engine import make_url
+    return make_url(database_url(url, root)).render_as_string(hide_password=True)
+
 def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
     "Run `query` against the database at `url`; name the source when it cannot be read."
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
-    full = make_url(database_url(url, root))
-    shown = full.render_as_string(hide_password=True)
-    if full.get_backend_name() == "sqlite" and full.database not in (None, "", ":memory:") \
-            and not Path(full.database).is_file():
+    full, shown, database = make_url(database_url(url, root)), shown_url(url, root), sqlite_file(url, root)
+    if database is not None and not database.is_file():
         # SQLite would silently create an empty database; a missing file is an error here.
-        raise StageError(stage, shown, None, "database file not found")
+        raise StageError(stage, shown, None, DATABASE_NOT_FOUND)
     try:
         engine = create_engine(full)
     except (ImportError, SQLAlchemyError) as e:  # no driver for this database, or a malformed URL
@@ -52,19 +67,19 @@ def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | No
     finally:
         engine.dispose()
 
-# %% ../../nbs/03_gather.ipynb #03c008
+# %% ../../nbs/03_gather.ipynb #03c009
 def read_file_source(pattern: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
     "Read one Parquet/CSV file or every file matching a glob, in sorted order, as one table."
     files = sorted(glob.glob(str(resolve(pattern, root))))
     if not files:
-        raise StageError(stage, pattern, None, "no file matches this path")
-    unknown = [f for f in files if Path(f).suffix not in (".parquet", ".csv")]
+        raise StageError(stage, pattern, None, NO_FILE_MATCHES)
+    unknown = [f for f in files if Path(f).suffix not in TABLE_FORMATS]
     if unknown:
-        raise StageError(stage, unknown[0], None, "unsupported file type (use .parquet or .csv)")
+        raise StageError(stage, unknown[0], None, f"unsupported file type (use {' or '.join(TABLE_FORMATS)})")
     parts = [pd.read_parquet(f) if f.endswith(".parquet") else pd.read_csv(f) for f in files]
     return pd.concat(parts, ignore_index=True)
 
-# %% ../../nbs/03_gather.ipynb #03c011
+# %% ../../nbs/03_gather.ipynb #03c012
 def read_source(name: str, source: dict, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
     "Read one configured source and check it has rows and its required columns."
     key = "url" if "url" in source else "path"
@@ -84,6 +99,31 @@ def gather(sources: dict, root: Path | None = None) -> dict:
     counts = {}
     tables = {name: read_source(name, source, root=root) for name, source in sources.items()}
     for name, df in tables.items():   # write only after every source was read successfully
-        write_table(df, resolve(f"{catalog.RAW}/{name}.parquet", root))
+        write_table(df, resolve(catalog.raw_table(name), root))
         counts[name] = {"rows": len(df), "columns": df.shape[1]}
     return counts
+
+# %% ../../nbs/03_gather.ipynb #03c015
+SOURCE_SCHEMA = {"type": "object", "properties": {
+    "url": {"type": "string", "minLength": 1}, "query": {"type": "string", "minLength": 1},
+    "path": {"type": "string", "minLength": 1},
+    "required_columns": {"type": "array", "items": {"type": "string"}}},
+    "oneOf": [{"required": ["url", "query"]}, {"required": ["path"]}]}
+PARAMS_SCHEMA = params_contract("gather", {}, required=[], minProperties=1,   # any names: data/raw/<name>.parquet
+                                additionalProperties=SOURCE_SCHEMA)
+
+def check_inputs(params: Mapping, root: Path) -> None:
+    "Every file source matches a file, and every SQLite database exists, now or once the stage writing it has run."
+    for name, source in (params.get("gather") or {}).items():
+        if "path" in source and not will_exist(source["path"], root):
+            raise StageError("gather", source["path"], f"gather.{name}.path", NO_FILE_MATCHES)
+        database = sqlite_file(source["url"], root) if "url" in source else None
+        if database is not None and not will_exist(database, root):
+            raise StageError("gather", shown_url(source["url"], root), f"gather.{name}.url", DATABASE_NOT_FOUND)
+
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Gather every source named under `gather:` into `data/raw/`; write and return the row and column counts."
+    root = project_root() if root is None else Path(root)
+    summary = gather({name: dict(source) for name, source in params["gather"].items()}, root)
+    write_json(summary, resolve(catalog.GATHER_SUMMARY, root))
+    return summary

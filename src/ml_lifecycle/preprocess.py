@@ -5,19 +5,43 @@
 # %% ../../nbs/05_preprocess.ipynb #05c003
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from . import catalog
-from .core import (StageError, read_table, require_columns, require_rows, resolve, stage_params,
-                               write_json, write_table)
+from .core import (StageError, params_contract, project_root, read_table, require_columns, require_rows,
+                               resolve, visible_columns, visible_values, write_json, write_table)
 from .modelling import Problem
 
 # %% auto #0
-__all__ = ['clean_units', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot',
-           'label_from_column', 'split_table']
+__all__ = ['ROW_ID', 'YAML_BOOLEANS', 'PARAMS_SCHEMA', 'unit_id', 'with_row_id', 'is_text', 'clean_text', 'clean_units',
+           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot', 'known_labels',
+           'is_positive', 'require_positive_class', 'label_from_column', 'split_table', 'date_columns',
+           'labels_from_events', 'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
 
 # %% ../../nbs/05_preprocess.ipynb #05c005
+ROW_ID = "row_id"
+
+def unit_id(id_column: str | None) -> str:
+    "The column that identifies a unit: `problem.id_column`, or the made-up row number."
+    return id_column or ROW_ID
+
+def with_row_id(raw: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
+    "`raw` itself when it has a natural key; otherwise with its row number as a first column, `row_id`."
+    return raw if id_column else raw.reset_index(drop=True).rename_axis(ROW_ID).reset_index()
+
+def is_text(values: pd.Series, categorical: list[str]) -> bool:
+    "Is the column a code (declared categorical, text or boolean) rather than a quantity?"
+    return values.name in categorical or values.dtype == object or pd.api.types.is_bool_dtype(values)
+
+def clean_text(values: pd.Series, missing_category: str) -> pd.Series:
+    "Codes as trimmed text, with gaps (missing or blank) as the explicit level `missing_category`."
+    return values.astype("string").str.strip().fillna(missing_category).replace("", missing_category).astype(object)
+
+# %% ../../nbs/05_preprocess.ipynb #05c007
 def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str], missing_category: str,
                 valid_ranges: dict, date_columns: list[str] = (), drop_columns: list[str] = (),
                 stage: str = "preprocess") -> tuple[pd.DataFrame, dict]:
@@ -29,11 +53,10 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
         df[col] = pd.to_datetime(df[col], errors="coerce")
         report[f"unparseable_{col}"] = int(df[col].isna().sum())
         df = df[df[col].notna()]
-    text = [c for c in df.columns if c in categorical or df[c].dtype == object or pd.api.types.is_bool_dtype(df[c])]
+    text = [c for c in df.columns if is_text(df[c], categorical)]
     for col in text:
         if col != id_column:
-            df[col] = df[col].astype("string").str.strip().fillna(missing_category).replace("", missing_category)
-            df[col] = df[col].astype(object)
+            df[col] = clean_text(df[col], missing_category)
     for col, (low, high) in valid_ranges.items():
         if col in df:
             values = pd.to_numeric(df[col], errors="coerce")
@@ -43,7 +66,7 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
     report["units_out"] = len(df)
     return require_rows(df.reset_index(drop=True), stage, f"{catalog.RAW} unit table", "units left"), report
 
-# %% ../../nbs/05_preprocess.ipynb #05c008
+# %% ../../nbs/05_preprocess.ipynb #05c010
 def amount_cap(events: pd.DataFrame, before: pd.Timestamp, quantile: float) -> float:
     "The `quantile` of positive purchase amounts strictly before `before` (so the hold-out period cannot move it)."
     fit = events.loc[(events["timestamp"] < before) & (events["amount"] > 0), "amount"]
@@ -75,7 +98,7 @@ def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap
     df = df.sort_values(["timestamp", id_column], kind="stable").reset_index(drop=True)
     return require_rows(df, stage, f"{catalog.RAW}/events.parquet", "purchases left"), report
 
-# %% ../../nbs/05_preprocess.ipynb #05c011
+# %% ../../nbs/05_preprocess.ipynb #05c013
 def snapshot_cutoffs(problem: Problem, train_snapshots: int) -> dict[pd.Timestamp, str]:
     "The hold-out cutoff (`test`) and `train_snapshots` earlier cutoffs (`train`), `horizon_days` apart."
     step = pd.Timedelta(days=problem.horizon_days)
@@ -109,7 +132,7 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
                              f"the {split} snapshots hold only one class; a classifier needs both")
     return snapshots.sort_values(["cutoff", idc], kind="stable").reset_index(drop=True)
 
-# %% ../../nbs/05_preprocess.ipynb #05c014
+# %% ../../nbs/05_preprocess.ipynb #05c016
 def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, problem: Problem,
                      stage: str = "preprocess") -> pd.DataFrame:
     "Customers active on `as_of`, with no label: the batch to score."
@@ -122,18 +145,38 @@ def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Ti
     snapshot = pd.DataFrame({idc: np.sort(active.to_numpy()), "cutoff": as_of, "split": "serving"})
     return require_rows(snapshot, stage, f"{catalog.RAW}/events.parquet", f"customers active on {as_of:%Y-%m-%d}")
 
-# %% ../../nbs/05_preprocess.ipynb #05c017
+# %% ../../nbs/05_preprocess.ipynb #05c019
+YAML_BOOLEANS = {True: ("yes", "true", "on"), False: ("no", "false", "off")}
+
+def known_labels(values: pd.Series) -> pd.Series:
+    "Which rows carry a label (neither missing nor blank)."
+    return values.notna() & (values.astype(str) != "")
+
+def is_positive(values: pd.Series, positive_class) -> pd.Series:
+    "Which label values are the positive class: compared as text."
+    return values.astype(str) == str(positive_class)
+
+def require_positive_class(values: pd.Series, label: str, positive_class, stage: str = "preprocess") -> None:
+    "Raise a `StageError` on `problem.positive_class` unless it matches one of the known label `values`."
+    if is_positive(values, positive_class).any():
+        return
+    present = sorted(set(values.astype(str)))
+    problem = f"{positive_class!r} never occurs in column '{label}' (values: {present[:10]})"
+    if isinstance(positive_class, bool):
+        meant = next((v for v in present if v.lower() in YAML_BOOLEANS[positive_class]), None)
+        problem += (f"; YAML read the unquoted value as the boolean {str(positive_class).lower()} (it reads Yes, No, "
+                    f"On, Off, True and False so): quote it, e.g. positive_class: \"{meant or 'Yes'}\"")
+    raise StageError(stage, "params.yaml", "problem.positive_class", problem)
+
 def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess"
                       ) -> tuple[pd.DataFrame, pd.Series, dict]:
     "The units without their label column, and the label as 0/1."
     if label not in units:
         raise StageError(stage, f"{catalog.RAW} unit table", label, "the label column is missing (problem.label)")
-    known = units[label].notna() & (units[label].astype(str) != "")
+    known = known_labels(units[label])
     values = units.loc[known, label]
-    if str(positive_class) not in set(values.astype(str)):
-        raise StageError(stage, "params.yaml", "problem.positive_class",
-                         f"{positive_class!r} never occurs in column '{label}' (values: {sorted(set(values.astype(str)))[:10]})")
-    y = (values.astype(str) == str(positive_class)).astype("int64")
+    require_positive_class(values, label, positive_class, stage)
+    y = is_positive(values, positive_class).astype("int64")
     return units.loc[known].drop(columns=label).reset_index(drop=True), y.reset_index(drop=True), \
         {"missing_label_dropped": int((~known).sum())}
 
@@ -157,3 +200,105 @@ def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, t
             raise StageError(stage, f"{catalog.RAW} unit table", label, f"the {part} split holds only one class")
     serving = snapshots.loc[snapshots["split"] == "test", [id_column, "cutoff"]].assign(split="serving")
     return snapshots, serving.reset_index(drop=True)
+
+# %% ../../nbs/05_preprocess.ipynb #05c022
+def date_columns(history: Mapping | None, timestamp_column: str | None) -> list[str]:
+    "The unit table's date columns to parse: the signup date with an event history, else `timestamp_column` if any."
+    return [history["signup_column"]] if history else [c for c in [timestamp_column] if c]
+
+def labels_from_events(units: pd.DataFrame, units_table: str, events_file: Path, id_column: str, problem: Problem,
+                       history: Mapping, stage: str = "preprocess") -> tuple[pd.DataFrame, ...]:
+    "Units, cleaned events, labelled point-in-time snapshots, the serving snapshot, and the event counts."
+    require_columns(units, [history["signup_column"]], stage, units_table)
+    units = units.rename(columns={history["signup_column"]: "signup_date"})
+    events, report = clean_events(read_table(events_file, stage, [id_column, "timestamp", "amount"]), units[id_column],
+                                  id_column, problem.require_event_settings(stage).cutoff_date, history["amount_cap_quantile"])
+    snapshots = label_snapshots(units, events, snapshot_cutoffs(problem, history["train_snapshots"]), problem)
+    serving = serving_snapshot(units, events, pd.Timestamp(history["serving_as_of"]), problem)
+    return units, events, snapshots, serving, report
+
+def no_events(id_column: str, id_dtype) -> pd.DataFrame:
+    "An empty event table with the columns and types of a real one."
+    return pd.DataFrame({id_column: pd.Series(dtype=id_dtype), "timestamp": pd.Series(dtype="datetime64[ns]"),
+                         "amount": pd.Series(dtype="float64")})
+
+def labels_from_column(units: pd.DataFrame, id_column: str, problem: Problem, timestamp_column: str | None,
+                       test_size: float, seed: int) -> tuple[pd.DataFrame, ...]:
+    "Units without their label, no events, the split labelled rows, a stand-in serving batch, and the label counts."
+    units, y, report = label_from_column(units, problem.label, problem.positive_class)
+    snapshots, serving = split_table(units, y, id_column, problem.label, timestamp_column, test_size, seed)
+    return units, no_events(id_column, units[id_column].dtype), snapshots, serving, report
+
+def split_report(snapshots: pd.DataFrame, label: str) -> pd.DataFrame:
+    "Rows and positive rate of each split."
+    return snapshots.groupby("split").agg(rows=(label, "size"), positive_rate=(label, "mean"))
+
+# %% ../../nbs/05_preprocess.ipynb #05c025
+PARAMS_SCHEMA = params_contract("preprocess", {
+    "units": {"type": "string", "minLength": 1},
+    "event_history": {"oneOf": [{"type": "null"}, {
+        "type": "object", "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
+        "properties": {"table": {"type": "string"}, "signup_column": {"type": "string"},
+                       "amount_cap_quantile": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
+                       "train_snapshots": {"type": "integer", "minimum": 1, "maximum": 24},
+                       "serving_as_of": {"type": "string", "format": "date"}}}]},
+    "timestamp_column": {"type": ["string", "null"]},
+    "test_size": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+    "drop_columns": {"type": "array", "items": {"type": "string"}},
+    "missing_category": {"type": "string", "minLength": 1},
+    "valid_ranges": {"type": "object", "additionalProperties": {
+        "type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}},
+    "seed": {"type": "integer", "minimum": 0}},
+    required=["units", "event_history", "missing_category", "valid_ranges", "test_size", "seed"])
+
+def check_inputs(params: Mapping, root: Path) -> None:
+    "Sources that exist among `gather:`, and the label, positive class and named columns in the unit table in sight."
+    settings, problem, sources = params["preprocess"], params.get("problem") or {}, params.get("gather") or {}
+    history, units = settings.get("event_history"), settings["units"]
+    for field, table in [("preprocess.units", units), ("preprocess.event_history.table", (history or {}).get("table"))]:
+        if table is not None and table not in sources:
+            raise StageError("preprocess", "params.yaml", field, f"'{table}' is not a source under gather: "
+                                                                   f"(sources: {sorted(sources)})")
+    columns = visible_columns(params, units, root)
+    if columns is None:   # not gathered yet: checked when it can be seen
+        return
+    where = f"{units} table"
+    named = {"problem.id_column": problem.get("id_column")}
+    if history:
+        named["preprocess.event_history.signup_column"] = history.get("signup_column")
+    else:
+        named.update({"problem.label": problem.get("label"), "preprocess.timestamp_column": settings.get("timestamp_column")})
+    for field, column in named.items():
+        if column and column not in columns:
+            raise StageError("preprocess", where, field, f"'{column}' is not a column of the {units} table "
+                                                         f"(columns: {columns[:20]})")
+    if history:
+        return
+    label = problem["label"]
+    values = visible_values(params, units, label, root)
+    if is_text(values, list((params.get("features") or {}).get("categorical") or [])):
+        values = clean_text(values, settings["missing_category"])   # as clean_units leaves them
+    require_positive_class(values[known_labels(values)], label, problem.get("positive_class", Problem.positive_class))
+
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Clean the unit table, label and split it (from its event history or its label column); write the interim tables."
+    root = project_root() if root is None else Path(root)
+    problem = Problem.from_params(params["problem"], stage="preprocess")
+    settings, history = params["preprocess"], params["preprocess"]["event_history"]
+    id_column, units_table = unit_id(problem.id_column), catalog.raw_table(settings["units"])
+    raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
+    units, report = clean_units(raw_units, id_column, list(params["features"]["categorical"]), settings["missing_category"],
+                                {k: tuple(v) for k, v in settings["valid_ranges"].items()},
+                                date_columns(history, settings.get("timestamp_column")), list(settings.get("drop_columns", [])))
+    if history:   # an event history: point-in-time snapshots, label derived from the events
+        units, events, snapshots, serving, label_report = labels_from_events(
+            units, units_table, resolve(catalog.raw_table(history["table"]), root), id_column, problem, history)
+    else:         # one labelled row per unit: a time-based or stratified split
+        units, events, snapshots, serving, label_report = labels_from_column(
+            units, id_column, problem, settings.get("timestamp_column"), settings["test_size"], settings["seed"])
+    for path, table in {catalog.UNITS: units, catalog.EVENTS: events, catalog.SNAPSHOTS: snapshots,
+                        catalog.SERVING_SNAPSHOT: serving}.items():
+        write_table(table, resolve(path, root))
+    split = split_report(snapshots, problem.label).round(4).to_dict(orient="index")
+    write_json({**report, **label_report, "split": split, "serving_rows": len(serving)}, resolve(catalog.PREPROCESS_REPORT, root))
+    return {"units": len(units), "events": len(events), "split": split, "serving_rows": len(serving)}

@@ -5,12 +5,15 @@
 # %% ../../nbs/01_problem.ipynb #01c003
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from . import catalog
-from .core import resolve, stage_params, write_json
-from .modelling import Problem
+from .core import project_root, resolve, write_json, write_text
+from .modelling import PROBLEM_SCHEMA, Problem
 
 # %% auto #0
-__all__ = ['problem_card']
+__all__ = ['PARAMS_SCHEMA', 'problem_card', 'run']
 
 # %% ../../nbs/01_problem.ipynb #01c005
 def problem_card(p: Problem) -> str:
@@ -35,3 +38,14 @@ def problem_card(p: Problem) -> str:
 | Cost of a false positive | {p.cost_false_positive:g} (an action spent on a unit that did not need it) |
 | Cost of a false negative | {p.cost_false_negative:g} (a positive missed) |
 """
+
+# %% ../../nbs/01_problem.ipynb #01c008
+PARAMS_SCHEMA = PROBLEM_SCHEMA
+
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Check the problem definition and write `reports/problem.md` (the card) and `reports/problem.json`."
+    root = project_root() if root is None else Path(root)
+    problem = Problem.from_params(params["problem"])
+    write_json(problem.to_dict(), resolve(catalog.PROBLEM_JSON, root))
+    write_text(problem_card(problem), resolve(catalog.PROBLEM_CARD, root))
+    return problem.to_dict()
