@@ -16,10 +16,10 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 
 from . import catalog
-from .core import (StageError, params_contract, read_json, read_table, resolve, visible_columns, write_json,
-                               write_text)
-from .modelling import (SCORING, Problem, decision_profit, load_model, model_columns, naive_profits,
-                                   profit_curve)
+from .core import (
+    StageError, params_contract, read_json, read_table, resolve, visible_columns, write_json, write_text)
+from .modelling import (
+    SCORING, Problem, decision_profit, load_model, model_columns, naive_profits, profit_curve)
 from .reporting import markdown_table, write_csv, write_markdown
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def check_inputs(params: Mapping, root: str | Path | None = None) -> None:
     columns = visible_columns(params, units, root) if units else None
     if not segments or (spec is None and columns is None):
         return
-    check_segments(segments, list(dict.fromkeys(declared + (spec or []) + (columns or []))), "check")
+    check_segments(segments, list(dict.fromkeys(declared + (spec or []) + (columns or []))))
 
 # %% ../../nbs/09_evaluate.ipynb #09c023
 def read_curves(root: str | Path | None = None) -> dict[str, pd.DataFrame]:

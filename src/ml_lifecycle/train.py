@@ -15,8 +15,8 @@ from sklearn.pipeline import Pipeline
 
 from . import catalog
 from .core import params_contract, read_json, read_table, resolve, write_json
-from .modelling import (Problem, cost_optimal_threshold, decision_profit, grouped_folds, make_model,
-                                   make_pipeline, model_columns, save_model)
+from .modelling import (
+    Problem, cost_optimal_threshold, decision_profit, grouped_folds, make_model, make_pipeline, model_columns, save_model)
 
 # %% auto #0
 __all__ = ['PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'run']
