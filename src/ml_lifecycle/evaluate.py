@@ -232,7 +232,7 @@ def curve_figure(curves: Mapping[str, pd.DataFrame], threshold: float | None = N
         index=[0, 1], columns=[0, 1], fill_value=0)
     confusion.imshow(counts.to_numpy(), cmap="Blues")
     for (i, j), n in np.ndenumerate(counts.to_numpy()):
-        confusion.text(j, i, f"{n:,}", ha="center", va="center")
+        confusion.text(j, i, f"{n:,}", ha="center", va="center", color="white" if n > counts.to_numpy().max() / 2 else "black")
     confusion.set(title="Confusion at the decision threshold", xlabel="predicted", ylabel="actual",
                   xticks=[0, 1], yticks=[0, 1])
     return figure
