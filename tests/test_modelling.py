@@ -2,6 +2,7 @@
 import hashlib
 import json
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,6 +57,19 @@ def test_a_model_without_signal_fails_the_success_check(tiny_copy):
     assert result.returncode != 0 and "below the success threshold" in result.stderr and "roc_auc" in result.stderr
     metrics = json.loads((tiny_copy / "reports/metrics.json").read_text())
     assert metrics["meets_success_threshold"] is False and metrics["roc_auc"] < 0.65
+
+
+@pytest.mark.integration
+def test_an_unknown_segment_column_fails_the_project_check_in_seconds(tiny_copy):
+    set_params(tiny_copy, {("evaluate", "segments"): ["plan", "planz"]})
+    result = run("ml-lifecycle check", tiny_copy, check=False)
+    assert result.returncode != 0 and "evaluate.segments" in result.stderr and "planz" in result.stderr
+
+
+@pytest.mark.integration
+def test_the_evaluate_notebook_shows_its_curves_as_a_figure(tiny_project):
+    executed = nbformat.read(tiny_project / "reports/notebooks/09_evaluate.ipynb", as_version=4)
+    assert any("image/png" in out.get("data", {}) for cell in executed.cells for out in cell.get("outputs", []))
 
 
 @pytest.mark.integration

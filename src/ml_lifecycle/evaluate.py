@@ -5,6 +5,10 @@
 # %% ../../nbs/09_evaluate.ipynb #09c003
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
@@ -12,14 +16,21 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 
 from . import catalog
-from .core import StageError, atomic_write, read_json, read_table, resolve, stage_params, write_json
-from .modelling import (SCORING, Problem, decision_profit, load_model, model_columns, naive_profits,
-                                   profit_curve)
+from .core import (
+    StageError, params_contract, read_json, read_table, resolve, visible_columns, write_json, write_text)
+from .modelling import (
+    SCORING, Problem, decision_profit, load_model, model_columns, naive_profits, profit_curve)
+from .reporting import markdown_table, write_csv, write_markdown
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # %% auto #0
-__all__ = ['evaluate', 'profit_summary', 'thin', 'curve_tables', 'importance_table', 'segment_table', 'model_card']
+__all__ = ['PARAMS_SCHEMA', 'evaluate', 'profit_summary', 'thin', 'curve_tables', 'importance_table', 'segment_table',
+           'model_card', 'hold_out_result', 'rounded', 'period', 'data_summary', 'headline', 'check_segments',
+           'check_inputs', 'read_curves', 'curve_figure', 'require_success', 'run']
 
-# %% ../../nbs/09_evaluate.ipynb #09c005
+# %% ../../nbs/09_evaluate.ipynb #09c006
 def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
     "Ranking, probability and decision metrics of predicted churn probabilities."
     decision = (proba >= threshold).astype(int)
@@ -46,7 +57,7 @@ def profit_summary(y_true: np.ndarray, proba: np.ndarray, threshold: float, prob
     return {"profit_model": model, "profit_contact_all": naive["contact_all"], "profit_contact_none": naive["contact_none"],
             "profit_model_per_customer": model / n, "profit_gain_over_best_naive": model - max(naive.values())}
 
-# %% ../../nbs/09_evaluate.ipynb #09c008
+# %% ../../nbs/09_evaluate.ipynb #09c009
 def thin(df: pd.DataFrame, max_points: int = 400) -> pd.DataFrame:
     "At most `max_points` evenly spaced rows, first and last kept: enough to draw, small enough to diff."
     keep = np.unique(np.linspace(0, len(df) - 1, min(len(df), max_points)).round().astype(int))
@@ -65,7 +76,7 @@ def curve_tables(y_true: np.ndarray, proba: np.ndarray, threshold: float, proble
         "confusion": pd.DataFrame({"actual": np.asarray(y_true).astype(int), "predicted": (proba >= threshold).astype(int)}),
     }
 
-# %% ../../nbs/09_evaluate.ipynb #09c011
+# %% ../../nbs/09_evaluate.ipynb #09c012
 def importance_table(model, test: pd.DataFrame, spec: dict, metric: str, seed: int, n_repeats: int = 5) -> pd.DataFrame:
     "Permutation importance of every input column on the hold-out data, largest first."
     X, y = test[model_columns(spec)], test[spec["label"]]
@@ -83,7 +94,7 @@ def segment_table(test: pd.DataFrame, proba: np.ndarray, label: str, threshold: 
                          **{k: scores[k] for k in ("positive_rate", "roc_auc", "average_precision", "precision", "recall")}})
     return pd.DataFrame(rows).round(5)
 
-# %% ../../nbs/09_evaluate.ipynb #09c014
+# %% ../../nbs/09_evaluate.ipynb #09c015
 def model_card(problem: Problem, result: dict, threshold_info: dict, segments: pd.DataFrame, importance: pd.DataFrame,
                data: dict) -> str:
     "A Markdown model card: what the model is for, how good it is, how to act on it, and where it is weak."
@@ -98,7 +109,7 @@ unit of prediction and the label, is in `reports/problem.md`. Not for decisions 
 ## Model
 `{result['model']}` in a scikit-learn pipeline with its feature transform, settings `{threshold_info['settings']}`,
 chosen by cross-validated `{problem.primary_metric}` (see `reports/selection.md`). Saved as `models/model.skops`; load
-it only with `ml_lifecycle.train.load_model`, which refuses types outside the committed allow-list.
+it only with `ml_lifecycle.modelling.load_model`, which refuses types outside the committed allow-list.
 
 ## Data
 Trained on {data['n_train']} rows{data['train_when']}; evaluated on {data['n_test']} held-out rows{data['test_when']}.
@@ -137,3 +148,132 @@ precision {result['precision']:.3f} and recall {result['recall']:.3f}.
 - The hold-out is one sample of time; seasonality and drift can change both the positive rate and the best
   threshold. Revalidate before reusing the threshold on data from another period.
 """
+
+# %% ../../nbs/09_evaluate.ipynb #09c017
+def hold_out_result(scores: dict, profit: dict, threshold_info: dict, problem: Problem, n_train: int, n_test: int) -> dict:
+    "Every hold-out metric, the profit, the model, the data sizes and the verdict against the success threshold."
+    return {**scores, **profit, "model": threshold_info["model"],
+            "n_train": n_train, "n_test": n_test, "primary_metric": problem.primary_metric,
+            "primary_score": scores[problem.primary_metric], "success_threshold": problem.success_threshold,
+            "meets_success_threshold": problem.meets_target(scores[problem.primary_metric])}
+
+def rounded(result: dict, digits: int = 6) -> dict:
+    "The result as `reports/metrics.json` holds it: floats rounded, everything else as is."
+    return {k: round(v, digits) if isinstance(v, float) else v for k, v in result.items()}
+
+def period(frame: pd.DataFrame) -> str:
+    "When the rows of `frame` were observed, from its `cutoff` column: a date range, or the few cutoffs."
+    dates = frame["cutoff"].dropna()
+    return "" if dates.empty else f" ({dates.min():%Y-%m-%d} to {dates.max():%Y-%m-%d})" if dates.nunique() > 4 else \
+        " (cutoffs " + ", ".join(sorted(dates.dt.strftime("%Y-%m-%d").unique())) + ")"
+
+def data_summary(train: pd.DataFrame, test: pd.DataFrame, label: str) -> dict:
+    "What the model card says about the data: sizes, the training positive rate and when the rows were observed."
+    return {"n_train": len(train), "n_test": len(test), "train_positive_rate": float(train[label].mean()),
+            "train_when": period(train), "test_when": period(test)}
+
+def headline(result: dict, problem: Problem) -> str:
+    "One line: the model, its hold-out primary metric against the target, and what its threshold earns."
+    return (f"{result['model']}: hold-out {problem.primary_metric} = {result['primary_score']:.4f} "
+            f"({'meets' if result['meets_success_threshold'] else 'MISSES'} the success threshold {problem.success_threshold}); "
+            f"threshold {result['threshold']:.3f} earns {result['profit_model']:,.0f} vs {result['profit_contact_all']:,.0f} contacting everyone")
+
+# %% ../../nbs/09_evaluate.ipynb #09c020
+def check_segments(segments: list[str], categorical: list[str], stage: str = "evaluate") -> None:
+    "Raise a `StageError` (field `evaluate.segments`) naming the segments that are not in `categorical`."
+    unknown = [c for c in segments if c not in categorical]
+    if unknown:
+        raise StageError(stage, "params.yaml", "evaluate.segments", f"{unknown} are not categorical model inputs "
+                         f"(choose from {list(categorical)})")
+
+def check_inputs(params: Mapping, root: str | Path | None = None) -> None:
+    """Before any stage runs: every `evaluate.segments` entry must be a categorical model input as far as can be seen
+    now: in `features.categorical`, or in the categorical columns of `data/features/spec.json` when it exists, else
+    a column of the unit table. Skipped while neither the spec nor the unit table exists yet."""
+    segments = list((params.get("evaluate") or {}).get("segments") or [])
+    declared = list((params.get("features") or {}).get("categorical") or [])
+    spec_file, units = resolve(catalog.FEATURE_SPEC, root), (params.get("preprocess") or {}).get("units")
+    seen = read_json(spec_file)["categorical"] if spec_file.is_file() else visible_columns(params, units, root) if units else None
+    if segments and seen is not None:
+        check_segments(segments, list(dict.fromkeys(declared + seen)))
+
+# %% ../../nbs/09_evaluate.ipynb #09c023
+def read_curves(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    "The plot tables the stage wrote to `reports/plots/`."
+    return {name: read_table(resolve(catalog.plot_file(name), root), "evaluate") for name in catalog.PLOT_NAMES}
+
+def curve_figure(curves: Mapping[str, pd.DataFrame], threshold: float | None = None, top: int = 12) -> Figure:
+    "ROC, precision-recall, reliability, profit, importance (the `top` columns) and confusion panels in one figure."
+    from matplotlib.figure import Figure   # imported here: importing the stage module stays cheap
+    figure = Figure(figsize=(15, 9), layout="constrained")
+    roc, pr, reliability, profit, importance, confusion = figure.subplots(2, 3).flat
+    diagonal = dict(color="grey", linestyle="--", linewidth=1)
+    roc.plot(curves["roc"]["fpr"], curves["roc"]["tpr"])
+    roc.plot([0, 1], [0, 1], **diagonal)
+    roc.set(title="ROC curve", xlabel="false positive rate", ylabel="true positive rate")
+    pr.plot(curves["precision_recall"]["recall"], curves["precision_recall"]["precision"])
+    pr.set(title="Precision-recall curve", xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+    reliability.plot(curves["calibration"]["mean_predicted"], curves["calibration"]["fraction_churned"], marker="o")
+    reliability.plot([0, 1], [0, 1], **diagonal)
+    reliability.set(title="Reliability (calibration)", xlabel="mean predicted probability", ylabel="observed positive rate")
+    profit.plot(curves["profit"]["threshold"], curves["profit"]["profit"])
+    profit.axhline(0, **diagonal)
+    if threshold is not None:
+        profit.axvline(threshold, color="black", linestyle=":", label=f"decision threshold {threshold:.3f}")
+        profit.legend()
+    profit.set(title="Profit by threshold (vs acting on nobody)", xlabel="decision threshold", ylabel="expected profit")
+    drivers = curves["importance"].head(top).iloc[::-1]
+    importance.barh(drivers["feature"], drivers["importance"], xerr=drivers["std"] if "std" in drivers else None)
+    importance.set(title="Permutation importance", xlabel="drop in the primary metric")
+    counts = pd.crosstab(curves["confusion"]["actual"], curves["confusion"]["predicted"]).reindex(
+        index=[0, 1], columns=[0, 1], fill_value=0)
+    confusion.imshow(counts.to_numpy(), cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts.to_numpy()):
+        confusion.text(j, i, f"{n:,}", ha="center", va="center", color="white" if n > counts.to_numpy().max() / 2 else "black")
+    confusion.set(title="Confusion at the decision threshold", xlabel="predicted", ylabel="actual",
+                  xticks=[0, 1], yticks=[0, 1])
+    return figure
+
+# %% ../../nbs/09_evaluate.ipynb #09c026
+PARAMS_SCHEMA = params_contract("evaluate", {
+    "segments": {"type": "array", "items": {"type": "string"}},
+    "fail_on_miss": {"type": "boolean"},
+    "importance_repeats": {"type": "integer", "minimum": 1, "maximum": 50},
+    "seed": {"type": "integer", "minimum": 0},
+})
+
+def require_success(result: dict, problem: Problem, fail_on_miss: bool) -> None:
+    "With `fail_on_miss`, raise a `StageError` naming the primary metric when it misses the success threshold."
+    if fail_on_miss and not result["meets_success_threshold"]:
+        raise StageError("evaluate", catalog.METRICS, problem.primary_metric,
+                         f"{result['primary_score']:.4f} is below the success threshold {problem.success_threshold} "
+                         "(evaluate.fail_on_miss is true)")
+
+# %% ../../nbs/09_evaluate.ipynb #09c029
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Run the evaluate stage from its declared `params` in the project at `root`; return the hold-out metrics."
+    problem, settings = Problem.from_params(params["problem"], stage="evaluate"), params["evaluate"]
+    spec, threshold_info = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))
+    train = read_table(resolve(catalog.TRAIN, root), "evaluate", [spec["label"], "cutoff"])
+    test = read_table(resolve(catalog.TEST, root), "evaluate", model_columns(spec) + [spec["label"], "cutoff"])
+    check_segments(list(settings["segments"]), spec["categorical"])
+    model = load_model(resolve(catalog.MODEL, root), stage="evaluate")
+    proba, y_test, threshold = model.predict_proba(test[model_columns(spec)])[:, 1], test[spec["label"]].to_numpy(), threshold_info["threshold"]
+
+    scores = evaluate(y_test, proba, threshold)
+    result = hold_out_result(scores, profit_summary(y_test, proba, threshold, problem), threshold_info, problem,
+                             len(train), len(test))
+    write_json(rounded(result), resolve(catalog.METRICS, root))
+    for name, table in curve_tables(y_test, proba, threshold, problem).items():
+        write_csv(table, resolve(catalog.plot_file(name), root))
+    importance = importance_table(model, test, spec, problem.primary_metric, settings["seed"], settings["importance_repeats"])
+    write_csv(importance, resolve(catalog.plot_file("importance"), root))
+    segments = segment_table(test, proba, spec["label"], threshold, list(settings["segments"]))
+    write_json({f"{r.segment}={r.level}": {"rows": r.rows, "roc_auc": r.roc_auc, "recall": r.recall} for r in segments.itertuples()},
+               resolve(catalog.SEGMENTS_JSON, root))
+    write_markdown(resolve(catalog.SEGMENTS_REPORT, root), "Hold-out performance by segment", markdown_table(segments))
+    write_text(model_card(problem, result, threshold_info, segments, importance, data_summary(train, test, spec["label"])),
+               resolve(catalog.MODEL_CARD, root))
+    print(headline(result, problem))
+    require_success(result, problem, settings["fail_on_miss"])
+    return rounded(result)

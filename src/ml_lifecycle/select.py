@@ -5,23 +5,22 @@
 # %% ../../nbs/07_select.ipynb #07c003
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
+from pathlib import Path
+
 import pandas as pd
 from scipy import stats
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
-from sklearn.pipeline import Pipeline
+from sklearn.model_selection import RandomizedSearchCV
 
 from . import catalog
-from .core import StageError, atomic_write, read_json, read_table, resolve, stage_params, write_json
+from .core import StageError, params_contract, read_json, read_table, resolve, write_json
 from .modelling import CANDIDATES, METRICS, SCORING, grouped_folds, make_model, make_pipeline, model_columns
+from .reporting import markdown_table, write_csv, write_markdown
 
 # %% auto #0
-__all__ = ['search_space', 'search_candidates', 'best_per_candidate']
+__all__ = ['PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate', 'choose', 'selection_page', 'run']
 
-# %% ../../nbs/07_select.ipynb #07c005
+# %% ../../nbs/07_select.ipynb #07c006
 def search_space(space: dict, name: str) -> dict:
     "scikit-learn `param_distributions` for the model step, from a space written in params.yaml."
     def distribution(key, spec):
@@ -37,7 +36,7 @@ def search_space(space: dict, name: str) -> dict:
                          "must be a non-empty list of choices or {log_uniform|uniform|int_uniform: [low, high]} with low < high")
     return {f"model__{key}": distribution(key, spec) for key, spec in space.items()}
 
-# %% ../../nbs/07_select.ipynb #07c008
+# %% ../../nbs/07_select.ipynb #07c009
 def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary_metric: str, cv_folds: int,
                       n_iter: int, seed: int) -> pd.DataFrame:
     "Every configuration tried for every candidate, with the mean and std of each metric over the folds."
@@ -72,3 +71,50 @@ def best_per_candidate(results: pd.DataFrame, primary_metric: str) -> pd.DataFra
     column = f"{primary_metric}_mean"
     best = results.loc[results.groupby("candidate")[column].idxmax()]
     return best.sort_values(column, ascending=False, kind="stable").set_index("candidate")
+
+# %% ../../nbs/07_select.ipynb #07c012
+PARAMS_SCHEMA = params_contract("select", {
+    "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
+    "n_iter": {"type": "integer", "minimum": 1, "maximum": 200},
+    "seed": {"type": "integer", "minimum": 0},
+    "candidates": {"type": "object", "minProperties": 1, "propertyNames": {"enum": list(CANDIDATES)},
+                   "additionalProperties": {"type": "object", "additionalProperties": False,
+                                            "properties": {"fixed": {"type": "object"}, "search": {"type": "object"}}}},
+})
+
+# %% ../../nbs/07_select.ipynb #07c014
+def choose(best: pd.DataFrame, primary_metric: str) -> dict:
+    "The chosen candidate and its full settings: the first row of `best_per_candidate`."
+    chosen = best.index[0]
+    return {"primary_metric": primary_metric, "chosen": chosen, "chosen_settings": best.loc[chosen, "settings"]}
+
+def selection_page(choice: dict, table: pd.DataFrame, n_iter: int, cv_folds: int) -> tuple[str, str]:
+    "The title and body of `reports/selection.md`."
+    return "Model selection", (
+        f"{n_iter} sampled configurations per candidate, scored over {cv_folds} "
+        f"grouped, stratified folds. Chosen by mean `{choice['primary_metric']}`: **{choice['chosen']}** with "
+        f"`{choice['chosen_settings']}`")
+
+def _as_dict(values: Mapping) -> dict:
+    "A plain nested dict of a parameter view (or of a dict)."
+    return values.to_dict() if hasattr(values, "to_dict") else {k: _as_dict(v) if isinstance(v, Mapping) else v
+                                                                 for k, v in values.items()}
+
+# %% ../../nbs/07_select.ipynb #07c017
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Run the select stage from its declared `params` in the project at `root`; return the choice and the scores."
+    primary_metric = params["problem"]["primary_metric"]
+    settings = params["select"]
+    spec = read_json(resolve(catalog.FEATURE_SPEC, root))
+    train = read_table(resolve(catalog.TRAIN, root), "select", model_columns(spec) + [spec["label"], spec["id_column"]])
+    tried = search_candidates(train, spec, _as_dict(settings["candidates"]), primary_metric,
+                              settings["cv_folds"], settings["n_iter"], settings["seed"])
+    best = best_per_candidate(tried, primary_metric)
+    choice = choose(best, primary_metric)
+    write_json(choice, resolve(catalog.CHOICE, root))
+    table = best.drop(columns="settings").round(5)
+    write_json({**choice, "candidates": table.to_dict(orient="index")}, resolve(catalog.SELECTION_JSON, root))
+    write_csv(tried.round(5), resolve(catalog.SEARCH_RESULTS, root))
+    write_markdown(resolve(catalog.SELECTION_REPORT, root),
+                   *selection_page(choice, table, settings["n_iter"], settings["cv_folds"]), markdown_table(table, index=True))
+    return {**choice, f"{primary_metric}_mean": table[f"{primary_metric}_mean"].to_dict()}

@@ -5,28 +5,23 @@
 # %% ../../nbs/08_train.ipynb #08c003
 from __future__ import annotations
 
-import io
-import json
-import re
-import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from zipfile import ZIP_DEFLATED
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 
 from . import catalog
-from .core import StageError, atomic_write, read_json, read_table, resolve, stage_params, write_json
-from .modelling import (Problem, cost_optimal_threshold, decision_profit, grouped_folds, load_model,
-                                   make_model, make_pipeline, model_columns, save_model)
+from .core import params_contract, read_json, read_table, resolve, write_json
+from .modelling import (
+    Problem, cost_optimal_threshold, decision_profit, grouped_folds, make_model, make_pipeline, model_columns, save_model)
 
 # %% auto #0
-__all__ = ['out_of_fold_proba', 'choose_threshold']
+__all__ = ['PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'run']
 
-# %% ../../nbs/08_train.ipynb #08c005
+# %% ../../nbs/08_train.ipynb #08c006
 def out_of_fold_proba(pipeline: Pipeline, train: pd.DataFrame, spec: dict, cv_folds: int, seed: int) -> np.ndarray:
     "Churn probabilities of every training row from a model that did not see that row's customer."
     return cross_val_predict(pipeline, train[model_columns(spec)], train[spec["label"]], groups=train[spec["id_column"]],
@@ -37,3 +32,26 @@ def choose_threshold(setting: str | float, y_true: np.ndarray, proba: np.ndarray
     threshold = cost_optimal_threshold(y_true, proba, problem) if setting == "cost_optimal" else float(setting)
     return {"threshold": threshold, "strategy": "cost_optimal" if setting == "cost_optimal" else "fixed",
             "validation_profit_per_customer": decision_profit(y_true, proba >= threshold, problem) / len(y_true)}
+
+# %% ../../nbs/08_train.ipynb #08c009
+PARAMS_SCHEMA = params_contract("train", {
+    "decision_threshold": {"oneOf": [{"const": "cost_optimal"},
+                                     {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}]},
+    "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
+    "seed": {"type": "integer", "minimum": 0},
+})
+
+# %% ../../nbs/08_train.ipynb #08c011
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Run the train stage from its declared `params` in the project at `root`; return the decision threshold."
+    problem = Problem.from_params(params["problem"], stage="train")
+    settings = params["train"]
+    spec, choice = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.CHOICE, root))
+    train = read_table(resolve(catalog.TRAIN, root), "train", model_columns(spec) + [spec["label"], spec["id_column"]])
+    pipeline = make_pipeline(spec, make_model(choice["chosen"], choice["chosen_settings"], settings["seed"], stage="train"))
+    validation_proba = out_of_fold_proba(pipeline, train, spec, settings["cv_folds"], settings["seed"])
+    decision = choose_threshold(settings["decision_threshold"], train[spec["label"]].to_numpy(), validation_proba, problem)
+    pipeline.fit(train[model_columns(spec)], train[spec["label"]])
+    save_model(pipeline, resolve(catalog.MODEL, root))
+    write_json({**decision, "model": choice["chosen"], "settings": choice["chosen_settings"]}, resolve(catalog.THRESHOLD, root))
+    return {**decision, "model": choice["chosen"]}
