@@ -189,13 +189,13 @@ def check_segments(segments: list[str], categorical: list[str], stage: str = "ev
 def check_inputs(params: Mapping, root: str | Path | None = None) -> None:
     """Before any stage runs: every `evaluate.segments` entry must be a categorical model input as far as can be seen
     now: in `features.categorical`, or in the categorical columns of `data/features/spec.json` when it exists, else
-    a column of the unit table. Skipped while neither the spec nor the unit table exists yet."""
+    a column of the unit table. While neither exists yet (a database not yet gathered), only `features.categorical`."""
     segments = list((params.get("evaluate") or {}).get("segments") or [])
     declared = list((params.get("features") or {}).get("categorical") or [])
     spec_file, units = resolve(catalog.FEATURE_SPEC, root), (params.get("preprocess") or {}).get("units")
     seen = read_json(spec_file)["categorical"] if spec_file.is_file() else visible_columns(params, units, root) if units else None
-    if segments and seen is not None:
-        check_segments(segments, list(dict.fromkeys(declared + seen)))
+    if segments:
+        check_segments(segments, list(dict.fromkeys(declared + (seen or []))))
 
 # %% ../../nbs/09_evaluate.ipynb #09c023
 def read_curves(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
