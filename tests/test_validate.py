@@ -13,7 +13,8 @@ import yaml
 from conftest import ROOT, VENV_BIN, run, set_params
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from ml_lifecycle import validate as v  # noqa: E402  (imports TFDV: about 12 s, once)
+from ml_lifecycle import gate as g  # noqa: E402  (TFDV is imported on first use: about 12 s, once)
+from ml_lifecycle import validate as v  # noqa: E402
 from ml_lifecycle.core import StageError, check_params  # noqa: E402
 from ml_lifecycle.demo_data import FAULTS, generate_demo_sources  # noqa: E402
 from ml_lifecycle.gather import gather  # noqa: E402
@@ -48,8 +49,8 @@ def raw_tables(fault="none", n_customers=1000, seed=7) -> dict:
 
 def check(tables: dict, reference: dict | None = None) -> list[dict]:
     "Anomaly rows of raw tables against the committed schemas (and drift against reference statistics)."
-    return [a for t, df in tables.items() for a in v.check_statistics(
-        v.compute_statistics(df), t, v.load_schema(t, ROOT), reference=(reference or {}).get(t))["anomalies"]]
+    return [a for t, df in tables.items() for a in g.check_statistics(
+        g.compute_statistics(df), t, g.load_schema(t, ROOT), reference=(reference or {}).get(t), stage="validate")["anomalies"]]
 
 
 def found(rows):
@@ -60,7 +61,7 @@ def found(rows):
 def clean():
     "Clean demo raw tables (seed 7) and their statistics: the reference the faults are compared with."
     tables = raw_tables()
-    return tables, {t: v.compute_statistics(df) for t, df in tables.items()}
+    return tables, {t: g.compute_statistics(df) for t, df in tables.items()}
 
 
 # ---------------------------------------------------------------------------------------------- the contract
@@ -92,8 +93,8 @@ def shifted_plans(customers, share):
 ])
 def test_drift_beyond_the_schema_threshold_and_only_then(clean, table, shift, drifted, feature, anomaly):
     tables, reference = clean
-    result = v.check_statistics(v.compute_statistics(shift(tables[table])), table, v.load_schema(table, ROOT),
-                                reference=reference[table])
+    result = g.check_statistics(g.compute_statistics(shift(tables[table])), table, g.load_schema(table, ROOT),
+                                reference=reference[table], stage="validate")
     measure = "l_infty" if anomaly == "COMPARATOR_L_INFTY_HIGH" else "jensen_shannon_divergence"
     value, threshold = result["drift"][feature][measure]["value"], result["drift"][feature][measure]["threshold"]
     assert (value > threshold) == drifted, (value, threshold)
@@ -104,14 +105,14 @@ def test_drift_beyond_the_schema_threshold_and_only_then(clean, table, shift, dr
 
 def test_drift_fails_or_warns_as_configured(clean):
     tables, reference = clean
-    result = v.check_statistics(v.compute_statistics(shifted_plans(tables["customers"], 0.4)), "customers",
-                                v.load_schema("customers", ROOT), reference=reference["customers"])
+    result = g.check_statistics(g.compute_statistics(shifted_plans(tables["customers"], 0.4)), "customers",
+                                g.load_schema("customers", ROOT), reference=reference["customers"], stage="validate")
     v.apply_policy([result], drift_action="fail")
     with pytest.raises(StageError, match="COMPARATOR_L_INFTY_HIGH") as err:
-        v.raise_on_anomalies([result])
-    assert err.value.field == "plan"
+        g.raise_on_anomalies([result], stage="validate")
+    assert (err.value.stage, err.value.field) == ("validate", "plan")
     v.apply_policy([result], drift_action="warn")
-    v.raise_on_anomalies([result])
+    g.raise_on_anomalies([result], stage="validate")
     assert {a["severity"] for a in result["anomalies"]} == {"warning"}
 
 
@@ -127,7 +128,7 @@ def test_warn_only_downgrades_exactly_the_named_anomaly(clean):
     assert severity == {("channel", "ENUM_TYPE_UNEXPECTED_STRING_VALUES"): "warning",
                         ("age", "FLOAT_TYPE_BIG_FLOAT"): "error"}
     with pytest.raises(StageError) as err:
-        v.raise_on_anomalies([result])
+        g.raise_on_anomalies([result], stage="validate")
     assert err.value.field == "age"
     report = v.anomalies_markdown([result], [stale])
     assert "marketplace channel launched" in report and "customers.region" in report
@@ -142,9 +143,9 @@ def test_warn_only_downgrades_exactly_the_named_anomaly(clean):
 def test_warn_only_is_never_a_global_off_switch(entry, field):
     params = {"validate": {**PARAMS["validate"], "warn_only": [entry]}}
     with pytest.raises(StageError) as err:
-        check_params("validate", params, v.VALIDATE_PARAMS)
+        check_params("validate", params, v.PARAMS_SCHEMA)
     assert err.value.field == "validate.warn_only.0" + (f".{field}" if field else "")
-    check_params("validate", {"validate": PARAMS["validate"]}, v.VALIDATE_PARAMS)   # the committed params pass
+    check_params("validate", {"validate": PARAMS["validate"]}, v.PARAMS_SCHEMA)   # the committed params pass
 
 
 # ---------------------------------------------------------------------------------------------- Beam
@@ -156,10 +157,11 @@ def test_the_beam_pipeline_and_the_in_memory_path_find_the_same_anomalies(clean,
         rows = []
         for table, df in broken.items():
             df.to_parquet(tmp_path / f"{table}.parquet", index=False)
-            stats = v.compute_statistics(df) if engine == "pandas" else \
+            stats = g.compute_statistics(df) if engine == "pandas" else \
                 v.beam_statistics(str(tmp_path / f"{table}.parquet"), options, batch_rows=2000)
             assert stats.datasets[0].num_examples == len(df)
-            rows += v.check_statistics(stats, table, v.load_schema(table, ROOT), reference=clean[1][table])["anomalies"]
+            rows += g.check_statistics(stats, table, g.load_schema(table, ROOT), reference=clean[1][table],
+                                       stage="validate")["anomalies"]
         by_engine[engine] = sorted((a["table"], a["feature"], a["anomaly"], a["kind"]) for a in rows)
     assert len(by_engine["pandas"]) >= 5
     assert by_engine["beam"] == by_engine["pandas"]
@@ -177,34 +179,48 @@ def modelling(tiny_project):
 @pytest.mark.integration
 def test_a_serving_batch_without_the_label_passes(modelling):
     train, serving = modelling
-    assert v.validate_table(train, "features", ROOT, environment="TRAINING")["anomalies"] == []
-    result = v.validate_table(serving, "features", ROOT, environment="SERVING")
+    assert g.validate_table(train, "features", ROOT, environment="TRAINING", stage="train")["anomalies"] == []
+    result = g.validate_table(serving, "features", ROOT, environment="SERVING", stage="score")
     assert result["anomalies"] == [] and not result["schema_inferred"]
-    v.raise_on_anomalies([result], stage="score")
+    g.raise_on_anomalies([result], stage="score")
 
 
 @pytest.mark.integration
 def test_a_training_set_without_the_label_fails(modelling):
     train, _ = modelling
-    result = v.validate_table(train.drop(columns="churned"), "features", ROOT, environment="TRAINING")
+    result = g.validate_table(train.drop(columns="churned"), "features", ROOT, environment="TRAINING", stage="train")
     assert ("features", "churned", "SCHEMA_MISSING_COLUMN") in found(result["anomalies"])
     with pytest.raises(StageError) as err:
-        v.raise_on_anomalies([result], stage="train")
+        g.raise_on_anomalies([result], stage="train")
     assert err.value.stage == "train" and err.value.field == "churned"
-    with pytest.raises(StageError, match="unknown environment"):
-        v.validate_table(train, "features", ROOT, environment="STAGING")
+    with pytest.raises(StageError, match="unknown environment") as err:
+        g.validate_table(train, "features", ROOT, environment="STAGING", stage="score")
+    assert err.value.stage == "score", "the gate names the stage that called it"
 
 
 @pytest.mark.integration
 def test_skew_between_training_and_serving(modelling):
     train, serving = modelling
-    assert v.skew_anomalies(train, serving, "features", ROOT) == []
+    assert g.skew_anomalies(train, serving, "features", ROOT, stage="score") == []
     skewed = serving.assign(spend_90d=serving["spend_90d"] * 3, plan=serving["plan"].where(
         pd.Series(range(len(serving)), index=serving.index) % 2 == 0, "premium"))
-    rows = v.skew_anomalies(train, skewed, "features", ROOT)
+    rows = g.skew_anomalies(train, skewed, "features", ROOT, stage="score")
     assert found(rows) == {("features", "plan", "COMPARATOR_L_INFTY_HIGH"),
                            ("features", "spend_90d", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH")}
     assert {a["kind"] for a in rows} == {"skew"} and all("training and serving" in a["description"] for a in rows)
+
+
+def test_the_gate_names_the_stage_that_called_it(tmp_path):
+    "A batch refused by score is an error of stage 'score', not of 'validate' (the gate takes the caller's name)."
+    customers = g.toy_customers(200)
+    stats, schema = g.compute_statistics(customers), g.toy_schema(customers)
+    for stage in ("validate", "score"):
+        with pytest.raises(StageError, match="unknown environment") as err:
+            g.check_statistics(stats, "toy", schema, environment="SERVING", stage=stage)
+        assert err.value.stage == stage and str(err.value).startswith(f"stage '{stage}'")
+        with pytest.raises(StageError, match="no committed schema") as err:
+            g.skew_anomalies(customers, customers, "toy", tmp_path, stage=stage)
+        assert err.value.stage == stage
 
 
 # ---------------------------------------------------------------------------------------------- the stage

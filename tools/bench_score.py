@@ -20,8 +20,8 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import pandas as pd
-from ml_lifecycle.core import read_json
-from ml_lifecycle.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
+from ml_lifecycle.core import iter_table, read_json
+from ml_lifecycle.score import batch_anomalies, score_chunk, write_predictions
 from ml_lifecycle.modelling import load_model, model_columns
 root, batch, chunk_rows, phase = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spec = read_json(root / "data/features/spec.json")
@@ -34,7 +34,7 @@ if phase == "validate":
     out = {"anomalies": len(found)}
 else:
     model = load_model(root / "models/model.skops")
-    out = write_predictions((score_chunk(model, c, spec, threshold) for c in batch_chunks(batch, columns, chunk_rows)),
+    out = write_predictions((score_chunk(model, c, spec, threshold) for c in iter_table(batch, columns, chunk_rows, "bench")),
                             batch.with_name("predictions.parquet"))
 out["seconds"] = round(time.perf_counter() - started, 1)
 out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

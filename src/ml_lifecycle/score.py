@@ -5,45 +5,38 @@
 # %% ../../nbs/10_score.ipynb #10c003
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import catalog
-from .core import StageError, atomic_write, read_json, resolve, stage_params, write_json
+from .core import (StageError, atomic_write, iter_table, params_contract, project_root, read_json, resolve,
+                               will_exist, write_json)
+from .gate import load_schema, modelling_schema, skew_anomalies, validate_table
 from .modelling import load_model, model_columns
+from .reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['batch_columns', 'batch_chunks', 'score_chunk', 'write_predictions', 'batch_anomalies']
+__all__ = ['PARAMS_SCHEMA', 'check_inputs', 'score_chunk', 'write_predictions', 'batch_anomalies', 'write_batch_report',
+           'refuse_batch', 'run']
 
-# %% ../../nbs/10_score.ipynb #10c005
-def batch_columns(path: Path, stage: str = "score") -> list[str]:
-    "The column names of a Parquet or CSV batch, read without loading its rows."
-    if not path.is_file():
-        raise StageError(stage, path, "score.batch", "batch file not found")
-    if path.suffix == ".parquet":
-        return pq.ParquetFile(path).schema_arrow.names
-    if path.suffix == ".csv":
-        return list(pd.read_csv(path, nrows=0).columns)
-    raise StageError(stage, path, "score.batch", "unsupported file type (use .parquet or .csv)")
+# %% ../../nbs/10_score.ipynb #10c006
+PARAMS_SCHEMA = params_contract("score", {
+    "batch": {"type": "string", "pattern": r"\.(parquet|csv)$"},
+    "chunk_rows": {"type": "integer", "minimum": 100},
+    "skew_sample_rows": {"type": "integer", "minimum": 100}})
 
-def batch_chunks(path: Path, columns: list[str], chunk_rows: int, stage: str = "score") -> Iterator[pd.DataFrame]:
-    "The batch, `chunk_rows` rows at a time, restricted to `columns` (each must exist)."
-    present = batch_columns(path, stage)
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise StageError(stage, path, missing[0], f"required column is missing (missing: {missing})")
-    if path.suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
-            yield batch.to_pandas()
-    else:
-        yield from pd.read_csv(path, usecols=columns, chunksize=chunk_rows)
+def check_inputs(params: Mapping, root: str | Path) -> None:
+    "The batch to score exists, or a stage of the pipeline writes it."
+    batch = params["score"]["batch"]
+    if not will_exist(batch, root):
+        raise StageError("score", "params.yaml", "score.batch",
+                         f"{batch} does not exist and no stage writes it: put the batch there, or point score.batch at it")
 
-# %% ../../nbs/10_score.ipynb #10c008
+# %% ../../nbs/10_score.ipynb #10c011
 def score_chunk(model, chunk: pd.DataFrame, spec: dict, threshold: float) -> pd.DataFrame:
     "Id, predicted probability and the decision (act or not, at the threshold) for every row of `chunk`."
     proba = model.predict_proba(chunk[model_columns(spec)])[:, 1]
@@ -73,21 +66,51 @@ def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
     return {"rows": rows, "decided_positive": summary["decided_positive"],
             "decided_positive_rate": summary["decided_positive"] / rows, "mean_probability": summary["probability_sum"] / rows}
 
-# %% ../../nbs/10_score.ipynb #10c011
+# %% ../../nbs/10_score.ipynb #10c014
 def batch_anomalies(path: Path, spec: dict, chunk_rows: int, training: pd.DataFrame, skew_sample_rows: int,
                     root: Path | None = None) -> list[dict]:
     """TFDV anomalies of the batch against the SERVING environment, chunk by chunk, and skew of a sample against
     `training` (the labelled training rows). Uses the committed `features` schema, or, on a team's first run, one
     inferred from the training rows."""
-    from ml_lifecycle.validate import load_schema, modelling_schema, skew_anomalies, validate_table   # TFDV: only here
     columns = [spec["id_column"], *model_columns(spec)]
     schema = load_schema("features", root) or modelling_schema(training[columns + [spec["label"]]], spec["label"])
     found, sample = [], []
-    for chunk in batch_chunks(path, columns, chunk_rows):
-        found += validate_table(chunk, "features", root=root, environment="SERVING", schema=schema)["anomalies"]
+    for chunk in iter_table(path, columns, chunk_rows, "score", "score.batch"):
+        found += validate_table(chunk, "features", root=root, environment="SERVING", schema=schema, stage="score")["anomalies"]
         if sum(map(len, sample)) < skew_sample_rows:
             sample.append(chunk)
     serving = pd.concat(sample).head(skew_sample_rows)
-    found += skew_anomalies(training[columns], serving, "features", root=root, schema=schema)
+    found += skew_anomalies(training[columns], serving, "features", root=root, schema=schema, stage="score")
     unique = {(a["feature"], a["anomaly"]): a for a in found}   # the same anomaly in many chunks is one finding
     return list(unique.values())
+
+def write_batch_report(anomalies: list[dict], batch: str, root: Path | None = None) -> Path:
+    "The batch's anomalies, one row per (feature, anomaly), as `reports/score/anomalies.md`."
+    table = markdown_table(anomalies, ["feature", "anomaly", "description"]) if anomalies else ""
+    return write_markdown(resolve(catalog.SCORE_ANOMALIES, root), f"Batch validation: {batch}",
+                          f"Anomalies: {len(anomalies)}", table)
+
+def refuse_batch(anomalies: list[dict], batch: str) -> None:
+    "Refuse the batch (a `StageError` of stage `score`) on its first anomaly, naming the feature."
+    if anomalies:
+        first = anomalies[0]
+        raise StageError("score", batch, first["feature"], f"batch refused: {first['anomaly']}: {first['description']} "
+                         f"({len(anomalies)} anomalies; see {catalog.SCORE_ANOMALIES})")
+
+# %% ../../nbs/10_score.ipynb #10c017
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Validate the batch (refuse it on any anomaly), score it chunk by chunk, write the predictions and a summary."
+    root = Path(root or project_root())
+    settings = params["score"]
+    spec, threshold = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))["threshold"]
+    batch, columns = resolve(settings["batch"], root), [spec["id_column"], *model_columns(spec)]
+    training = pd.read_parquet(resolve(catalog.TRAIN, root), columns=[*columns, spec["label"]])
+    anomalies = batch_anomalies(batch, spec, settings["chunk_rows"], training, settings["skew_sample_rows"], root)
+    write_batch_report(anomalies, settings["batch"], root)
+    refuse_batch(anomalies, settings["batch"])
+    model = load_model(resolve(catalog.MODEL, root), stage="score")
+    summary = write_predictions((score_chunk(model, chunk, spec, threshold) for chunk in
+                                 iter_table(batch, columns, settings["chunk_rows"], "score", "score.batch")),
+                                resolve(catalog.PREDICTIONS_FILE, root))
+    write_json({**summary, "threshold": threshold}, resolve(catalog.SCORE_SUMMARY, root))
+    return {**summary, "threshold": threshold}

@@ -8,49 +8,28 @@ from __future__ import annotations
 import difflib
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import tensorflow_data_validation as tfdv
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from . import catalog
-from .core import (StageError, atomic_write, project_root, read_json, read_table, read_yaml,
-                               resolve, stage_params, write_json)
+from .core import (StageError, atomic_write, lazy_import, params_contract, project_root, read_json,
+                               read_table, read_yaml, resolve, write_json, write_text)
+from .gate import (check_statistics, compute_statistics, errors, feature_statistics, load_schema,
+                               raise_on_anomalies, schema_path, stats_options, to_tfdv_frame, write_schema)
+
+tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on first use, not with this module
 
 # %% auto #0
-__all__ = ['STATS_OPTIONS', 'REFERENCE', 'ANOMALY_TYPES', 'VALIDATE_PARAMS', 'to_tfdv_frame', 'compute_statistics',
-           'feature_statistics', 'record_batch_for_tfdv', 'beam_statistics', 'beam_input', 'beam_options',
-           'statistics_rows', 'statistics_markdown', 'statistics_html', 'schema_path', 'read_schema', 'write_schema',
-           'load_schema', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table', 'reference_path',
-           'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics', 'skew_anomalies',
-           'modelling_schema', 'apply_policy', 'errors', 'raise_on_anomalies', 'anomalies_markdown', 'schema_text',
-           'schema_diff', 'propose_schemas', 'write_outputs']
-
-# %% ../../nbs/04_validate.ipynb #04c005
-STATS_OPTIONS = tfdv.StatsOptions(num_quantiles_histogram_buckets=20)
-
-def to_tfdv_frame(df: pd.DataFrame) -> pd.DataFrame:
-    "A copy of `df` in types TFDV understands."
-    out = df.reset_index(drop=True)
-    for col in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[col]):
-            out[col] = out[col].astype("int64") // 10**9
-        elif isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = out[col].astype(str).where(out[col].notna(), None)
-        elif pd.api.types.is_bool_dtype(out[col]):
-            out[col] = out[col].astype("int64")
-    return out
-
-def compute_statistics(df: pd.DataFrame) -> statistics_pb2.DatasetFeatureStatisticsList:
-    "TFDV statistics of a table, computed in memory."
-    return tfdv.generate_statistics_from_dataframe(to_tfdv_frame(df), STATS_OPTIONS)
-
-def feature_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict:
-    "The per-feature statistics of the (single) dataset in `stats`, by feature name."
-    return {".".join(f.path.step): f for f in stats.datasets[0].features}
+__all__ = ['tfdv', 'HTML_NOTE', 'ANOMALY_TYPES', 'PARAMS_SCHEMA', 'record_batch_for_tfdv', 'beam_statistics', 'beam_input',
+           'beam_options', 'statistics_rows', 'statistics_markdown', 'statistics_html', 'reference_path',
+           'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics', 'apply_policy',
+           'anomalies_markdown', 'schema_text', 'schema_diff', 'propose_schemas', 'table_summary', 'write_outputs',
+           'check_inputs', 'run', 'validation_view']
 
 # %% ../../nbs/04_validate.ipynb #04c008
 def record_batch_for_tfdv(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -73,7 +52,7 @@ def beam_statistics(pattern: str, options: dict, batch_rows: int = 100_000) -> s
                  | "Split" >> beam.FlatMap(lambda table: table.to_batches(max_chunksize=batch_rows))
                  | "Convert" >> beam.Map(record_batch_for_tfdv)
                  | "Spread" >> beam.Reshuffle()
-                 | "Statistics" >> tfdv.GenerateStatistics(STATS_OPTIONS)
+                 | "Statistics" >> tfdv.GenerateStatistics(stats_options())
                  | "Write" >> tfdv.WriteStatisticsToBinaryFile(output))
         return tfdv.load_stats_binary(output)
 
@@ -124,79 +103,20 @@ def statistics_markdown(stats_by_table: dict) -> str:
         lines.append("")
     return "\n".join(lines)
 
+HTML_NOTE = ('<p style="font-family: sans-serif"><b>Note:</b> this is TFDV\'s interactive Facets view. It loads Facets '
+             'from the web (cdnjs.cloudflare.com, raw.githubusercontent.com), so <b>offline it stays blank</b>. The '
+             f'same statistics, readable offline: <code>{catalog.STATISTICS_REPORT}</code>.</p>\n')
+
 def statistics_html(stats: statistics_pb2.DatasetFeatureStatisticsList,
                     reference: statistics_pb2.DatasetFeatureStatisticsList | None = None) -> str:
     "TFDV's interactive (Facets) statistics page, with the reference statistics beside the current ones if given."
     from tensorflow_data_validation.utils.display_util import get_statistics_html
-    return get_statistics_html(stats, reference, lhs_name="current", rhs_name="reference (last accepted)")
+    return HTML_NOTE + get_statistics_html(stats, reference, lhs_name="current", rhs_name="reference (last accepted)")
 
-# %% ../../nbs/04_validate.ipynb #04c014
-def schema_path(table: str, root: Path | None = None) -> Path:
-    return resolve(f"{catalog.SCHEMA}/{table}.pbtxt", root)
-
-def read_schema(path: Path) -> schema_pb2.Schema:
-    return tfdv.load_schema_text(str(path))
-
-def write_schema(schema: schema_pb2.Schema, path: Path) -> Path:
-    "Write `schema` as text, ready to review and commit."
-    return atomic_write(path, lambda tmp: tfdv.write_schema_text(schema, str(tmp)))
-
-def load_schema(table: str, root: Path | None = None) -> schema_pb2.Schema | None:
-    "The committed schema of `table`, or None when it has none yet."
-    path = schema_path(table, root)
-    return read_schema(path) if path.is_file() else None
-
-# %% ../../nbs/04_validate.ipynb #04c020
-def anomaly_rows(anomalies: anomalies_pb2.Anomalies, table: str, kind: str | None = None) -> list[dict]:
-    "One row per (feature, reason) of a TFDV anomalies proto; comparator anomalies are `drift` unless `kind` says."
-    rows = []
-    reasons = [(feature, r) for feature, info in sorted(anomalies.anomaly_info.items()) for r in info.reason]
-    reasons += [(None, r) for r in anomalies.dataset_anomaly_info.reason]
-    for feature, reason in reasons:
-        name = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-        rows.append({"table": table, "feature": feature, "anomaly": name,
-                     "kind": kind or ("drift" if name.startswith("COMPARATOR_") else "schema"),
-                     "short_description": reason.short_description, "description": reason.description})
-    return rows
-
-def measurements(anomalies: anomalies_pb2.Anomalies, which: str = "drift") -> dict:
-    "The measured drift (or skew) per feature: `{feature: {measure: {'value': v, 'threshold': t}}}`."
-    measure_name = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
-    out = {}
-    for info in anomalies.drift_skew_info:
-        for m in info.drift_measurements if which == "drift" else info.skew_measurements:
-            out.setdefault(".".join(info.path.step), {})[measure_name(m.type).lower()] = \
-                {"value": m.value, "threshold": m.threshold}
-    return out
-
-def check_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, table: str, schema: schema_pb2.Schema,
-                     environment: str | None = None,
-                     reference: statistics_pb2.DatasetFeatureStatisticsList | None = None) -> dict:
-    "Anomalies of `stats` against `schema` (in `environment`), and drift against `reference` if given."
-    if environment is not None and environment not in schema.default_environment:
-        raise StageError("validate", schema_path(table), "environment",
-                         f"unknown environment {environment!r}; the schema declares {list(schema.default_environment)}")
-    anomalies = tfdv.validate_statistics(stats, schema, environment=environment, previous_statistics=reference)
-    return {"table": table, "rows": stats.datasets[0].num_examples, "anomalies": anomaly_rows(anomalies, table),
-            "drift": measurements(anomalies, "drift")}
-
-def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | None = None,
-                   schema: schema_pb2.Schema | None = None) -> dict:
-    """Statistics of `df` checked against the committed schema of `table`, in `environment` (e.g. TRAINING or
-    SERVING) when given. Writes nothing; a table without a schema is checked against one inferred from `df` itself
-    (which has no environments)."""
-    stats = compute_statistics(df)
-    schema = schema or load_schema(table, root)
-    inferred = schema is None
-    if inferred:
-        schema, environment = tfdv.infer_schema(stats), None
-    return {**check_statistics(stats, table, schema, environment), "schema_inferred": inferred}
-
-# %% ../../nbs/04_validate.ipynb #04c025
-REFERENCE = "data/reference"   # statistics of the last accepted data, a persistent DVC output of this stage
-
+# %% ../../nbs/04_validate.ipynb #04c018
 def reference_path(table: str, root: Path | None = None) -> Path:
-    return resolve(f"{REFERENCE}/{table}.stats.pb", root)
+    "Where the statistics of the last accepted `table` live (a persistent DVC output of this stage)."
+    return resolve(catalog.reference_file(table), root)
 
 def write_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, path: Path) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(stats.SerializeToString()))
@@ -218,58 +138,25 @@ def drift_metrics(results: list[dict]) -> dict:
     return {r["table"]: {feature: {measure: round(m["value"], 6) for measure, m in measures.items()}
                          for feature, measures in sorted(r["drift"].items())} for r in results}
 
-# %% ../../nbs/04_validate.ipynb #04c028
-def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None,
-                   schema: schema_pb2.Schema | None = None) -> list[dict]:
-    "Training/serving skew of `serving` against `training`, by the skew comparators of `schema` (default: the committed one)."
-    schema = schema or load_schema(table, root)
-    if schema is None:
-        raise StageError("validate", schema_path(table, root), None, "no committed schema: skew thresholds live there")
-    environment = "TRAINING" if "TRAINING" in schema.default_environment else None
-    anomalies = tfdv.validate_statistics(compute_statistics(training), schema, environment=environment,
-                                         serving_statistics=compute_statistics(serving))
-    return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
-
-# %% ../../nbs/04_validate.ipynb #04c031
-def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float = 0.1, numeric_skew: float = 0.2
-                     ) -> schema_pb2.Schema:
-    "A schema for a modelling table without a committed one: inferred from training rows, label in TRAINING only."
-    schema = tfdv.infer_schema(compute_statistics(training))
-    schema.default_environment.extend(["TRAINING", "SERVING"])
-    tfdv.get_feature(schema, label).not_in_environment.append("SERVING")
-    for feature in schema.feature:
-        if feature.name == label:
-            continue
-        comparator = feature.skew_comparator
-        if feature.type == schema_pb2.BYTES:
-            comparator.infinity_norm.threshold = categorical_skew
-        else:   # on quantile buckets: equal-width buckets misjudge heavy tails (balances, counts that are mostly 0)
-            comparator.jensen_shannon_divergence.threshold = numeric_skew
-            comparator.jensen_shannon_divergence.source.type = schema_pb2.HistogramSelection.QUANTILES
-    return schema
-
-# %% ../../nbs/04_validate.ipynb #04c034
+# %% ../../nbs/04_validate.ipynb #04c022
 ANOMALY_TYPES = sorted(anomalies_pb2.AnomalyInfo.Type.keys())
 
-VALIDATE_PARAMS = {"type": "object", "required": ["validate"], "properties": {"validate": {
-    "type": "object", "additionalProperties": False,
-    "required": ["tables", "engine", "beam", "drift_action", "warn_only"],
-    "properties": {
-        "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}},
-        "engine": {"enum": ["pandas", "beam"]},
-        "beam": {"type": "object", "required": ["input_dir", "options"], "additionalProperties": False, "properties": {
-            "input_dir": {"type": "string", "minLength": 1},
-            "options": {"type": "object", "required": ["runner"], "properties": {
-                "runner": {"type": "string", "minLength": 1},
-                "direct_num_workers": {"type": "integer", "minimum": 0},
-                "direct_running_mode": {"enum": ["in_memory", "multi_threading", "multi_processing"]}}}}},
-        "drift_action": {"enum": ["fail", "warn"]},
-        "warn_only": {"type": "array", "items": {
-            "type": "object", "required": ["table", "feature", "anomaly", "reason"], "additionalProperties": False,
-            "properties": {"table": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
-                           "feature": {"type": "string", "pattern": r"^[^*?\[\]]+$"},
-                           "anomaly": {"enum": ANOMALY_TYPES},
-                           "reason": {"type": "string", "minLength": 3}}}}}}}}
+PARAMS_SCHEMA = params_contract("validate", {
+    "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}},
+    "engine": {"enum": ["pandas", "beam"]},
+    "beam": {"type": "object", "required": ["input_dir", "options"], "additionalProperties": False, "properties": {
+        "input_dir": {"type": "string", "minLength": 1},
+        "options": {"type": "object", "required": ["runner"], "properties": {
+            "runner": {"type": "string", "minLength": 1},
+            "direct_num_workers": {"type": "integer", "minimum": 0},
+            "direct_running_mode": {"enum": ["in_memory", "multi_threading", "multi_processing"]}}}}},
+    "drift_action": {"enum": ["fail", "warn"]},
+    "warn_only": {"type": "array", "items": {
+        "type": "object", "required": ["table", "feature", "anomaly", "reason"], "additionalProperties": False,
+        "properties": {"table": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
+                       "feature": {"type": "string", "pattern": r"^[^*?\[\]]+$"},
+                       "anomaly": {"enum": ANOMALY_TYPES},
+                       "reason": {"type": "string", "minLength": 3}}}}}, additionalProperties=False)
 
 def apply_policy(results: list[dict], warn_only: list[dict] = (), drift_action: str = "fail") -> list[dict]:
     """Mark every anomaly `severity: error` or `warning`: warnings are the anomalies `warn_only` names and, when
@@ -287,21 +174,7 @@ def apply_policy(results: list[dict], warn_only: list[dict] = (), drift_action: 
             a["severity"] = "error"
     return [w for key, w in named.items() if key not in used]
 
-def errors(results: list[dict]) -> list[dict]:
-    "The anomalies that fail the stage: all of them, except those marked as warnings."
-    return [a for r in results for a in r["anomalies"] if a.get("severity", "error") != "warning"]
-
-def raise_on_anomalies(results: list[dict], stage: str = "validate") -> None:
-    "Fail the stage on the first error (a broken contract before drift), naming the table, the feature and the anomaly type."
-    found = sorted(errors(results), key=lambda a: a.get("kind") == "drift")
-    if found:
-        first = found[0]
-        source = next((r.get("source", f"table '{r['table']}'") for r in results if r["table"] == first["table"]))
-        raise StageError(stage, source, first["feature"],
-                         f"{first['anomaly']}: {first['description']} ({len(found)} anomalies in all; "
-                         f"see {catalog.REPORTS}/validation/anomalies.md)")
-
-# %% ../../nbs/04_validate.ipynb #04c036
+# %% ../../nbs/04_validate.ipynb #04c024
 def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) -> str:
     "A Markdown page: the tables checked, one line per anomaly (errors first), the drift measured, stale exceptions."
     lines = ["# Data validation", "", "| table | rows | schema | drift reference | errors | warnings |",
@@ -328,7 +201,7 @@ def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) ->
         lines += [f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only]
     return "\n".join(lines) + "\n"
 
-# %% ../../nbs/04_validate.ipynb #04c039
+# %% ../../nbs/04_validate.ipynb #04c027
 def schema_text(schema: schema_pb2.Schema) -> str:
     "A canonical text form of `schema` (no comments, fixed formatting), for comparing two schemas."
     return text_format.MessageToString(schema)
@@ -336,13 +209,13 @@ def schema_text(schema: schema_pb2.Schema) -> str:
 def schema_diff(old: schema_pb2.Schema, new: schema_pb2.Schema, name: str) -> str:
     "A unified diff between two schemas' canonical texts; empty when they agree."
     return "".join(difflib.unified_diff(schema_text(old).splitlines(keepends=True), schema_text(new).splitlines(keepends=True),
-                                        f"data/schema/{name}.pbtxt (committed)", f"{name} (candidate)"))
+                                        f"{catalog.schema_file(name)} (committed)", f"{name} (candidate)"))
 
 def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candidates", show: bool = True) -> dict:
     "Candidate schemas from the current data, written to `out_dir`; returns (and prints) each one's diff from the committed schema."
     root = Path(root or project_root())
-    sources = {t: resolve(f"{catalog.RAW}/{t}.parquet", root) for t in read_yaml(root / "params.yaml")["validate"]["tables"]}
-    sources["features"] = resolve(f"{catalog.FEATURES}/train.parquet", root)
+    sources = {t: resolve(catalog.raw_table(t), root) for t in read_yaml(root / "params.yaml")["validate"]["tables"]}
+    sources["features"] = resolve(catalog.TRAIN, root)
     out, diffs = resolve(out_dir, root), {}
     for table, source in sources.items():
         if not source.is_file():
@@ -362,20 +235,71 @@ def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candida
         print(f"candidates written to {out.relative_to(root)}/ (data/schema/ is unchanged)")
     return diffs
 
-# %% ../../nbs/04_validate.ipynb #04c042
+# %% ../../nbs/04_validate.ipynb #04c030
+def table_summary(results: list[dict]) -> dict:
+    "Rows, errors and warnings per table: the stage's summary metrics."
+    return {r["table"]: {"rows": r["rows"], "anomalies": sum(a["severity"] == "error" for a in r["anomalies"]),
+                         "warnings": sum(a["severity"] == "warning" for a in r["anomalies"])} for r in results}
+
 def write_outputs(results: list[dict], stats_by_table: dict, references: dict, stale_warn_only: list[dict],
                   root: Path | None = None) -> None:
     "Statistics (binary, Markdown, HTML), the anomaly report (JSON, Markdown) and the summary and drift metrics."
     for table, stats in stats_by_table.items():
-        write_statistics(stats, resolve(f"{catalog.VALIDATION}/{table}.stats.pb", root))
-        html = statistics_html(stats, references.get(table))
-        atomic_write(resolve(f"{catalog.REPORTS}/validation/html/{table}.html", root), lambda tmp: tmp.write_text(html))
-    report_dir = resolve(f"{catalog.REPORTS}/validation", root)
-    atomic_write(report_dir / "statistics.md", lambda tmp: tmp.write_text(statistics_markdown(stats_by_table)))
-    write_json({"tables": results, "stale_warn_only": stale_warn_only}, report_dir / "anomalies.json")
-    text = anomalies_markdown(results, stale_warn_only)
-    atomic_write(report_dir / "anomalies.md", lambda tmp: tmp.write_text(text))
-    write_json({r["table"]: {"rows": r["rows"], "anomalies": sum(a["severity"] == "error" for a in r["anomalies"]),
-                             "warnings": sum(a["severity"] == "warning" for a in r["anomalies"])} for r in results},
-               report_dir / "summary.json")
-    write_json(drift_metrics(results), report_dir / "drift.json")
+        write_statistics(stats, resolve(catalog.statistics_file(table), root))
+        write_text(statistics_html(stats, references.get(table)), resolve(f"{catalog.VALIDATION_HTML}/{table}.html", root))
+    write_text(statistics_markdown(stats_by_table), resolve(catalog.STATISTICS_REPORT, root))
+    write_json({"tables": results, "stale_warn_only": stale_warn_only}, resolve(catalog.ANOMALIES_JSON, root))
+    write_text(anomalies_markdown(results, stale_warn_only), resolve(catalog.ANOMALIES_REPORT, root))
+    write_json(table_summary(results), resolve(catalog.VALIDATION_SUMMARY, root))
+    write_json(drift_metrics(results), resolve(catalog.DRIFT, root))
+
+# %% ../../nbs/04_validate.ipynb #04c033
+def check_inputs(params: Mapping, root: str | Path) -> None:
+    "Every table in `validate.tables` is a gather source, or its gathered copy is already in `data/raw/`."
+    sources = params.get("gather") or {}
+    for table in params["validate"]["tables"]:
+        if table not in sources and not resolve(catalog.raw_table(table), root).is_file():
+            raise StageError("validate", "params.yaml", "validate.tables",
+                             f"'{table}' is no gather source (gather: {sorted(sources)}) and {catalog.raw_table(table)} "
+                             "does not exist: name a source under gather:, or remove the table")
+
+# %% ../../nbs/04_validate.ipynb #04c036
+def run(params: Mapping, root: str | Path | None = None) -> dict:
+    "Validate every table in `validate.tables`; write statistics and reports; fail on errors; else accept the data."
+    root = Path(root or project_root())
+    settings = params["validate"]
+    beam = settings["beam"]
+    stats_by_table, references, results = {}, {}, []
+    for table in settings["tables"]:
+        if settings["engine"] == "beam":
+            options = beam["options"]
+            options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+            stats = beam_statistics(beam_input(beam["input_dir"], table, root), beam_options(options, root))
+        else:
+            stats = compute_statistics(read_table(resolve(catalog.raw_table(table), root), "validate"))
+        schema, inferred = load_schema(table, root), False
+        if schema is None:   # a new table: a first draft to review and commit
+            schema, inferred = tfdv.infer_schema(stats), True
+            write_schema(schema, schema_path(table, root))
+        stats_by_table[table], references[table] = stats, load_reference(table, root)
+        results.append({**check_statistics(stats, table, schema, reference=references[table], stage="validate"),
+                        "source": catalog.raw_table(table), "schema_inferred": inferred,
+                        "has_reference": references[table] is not None})
+    stale = apply_policy(results, list(settings["warn_only"]), settings["drift_action"])
+    write_outputs(results, stats_by_table, references, stale, root)
+    raise_on_anomalies(results, stage="validate")
+    accept(stats_by_table, root)
+    summary = table_summary(results)
+    return {r["table"]: {**summary[r["table"]], "schema_inferred": r["schema_inferred"],
+                         "has_reference": r["has_reference"]} for r in results}
+
+# %% ../../nbs/04_validate.ipynb #04c040
+def validation_view(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    "The last run's per-feature statistics and its anomalies (errors first), as tables, read from the stage's outputs."
+    tables = read_json(resolve(catalog.ANOMALIES_JSON, root))["tables"]
+    statistics = pd.DataFrame([{"table": t["table"], **row} for t in tables for row in
+                               statistics_rows(read_statistics(resolve(catalog.statistics_file(t["table"]), root)))])
+    columns = ["severity", "table", "feature", "anomaly", "kind", "description"]
+    anomalies = pd.DataFrame([a for t in tables for a in t["anomalies"]], columns=columns)
+    return {"statistics": statistics,
+            "anomalies": anomalies.sort_values("severity", key=lambda s: s.eq("warning"), kind="stable", ignore_index=True)}
