@@ -43,7 +43,7 @@ endif
 $(STAMP): $(LOCK) pyproject.toml
 ifneq ($(CONDA),)
 	@echo ">> $(STACK) stack: creating the environment with $(notdir $(CONDA)) from $(ENV_FILE)"
-	if [ -e $(STAMP) ] && [ "$$(cat $(STAMP))" != $(STACK) ]; then rm -rf $(VENV); fi
+	if [ -s $(STAMP) ] && [ "$$(cat $(STAMP))" != $(STACK) ]; then rm -rf $(VENV); fi  # a conda env switching stacks starts afresh
 	[ -x $(BIN)/python ] || $(CONDA) env create --yes --prefix $(VENV) --file $(ENV_FILE)
 	$(BIN)/python -m pip install --no-deps --require-hashes -r $(LOCK)
 	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
