@@ -95,7 +95,7 @@ build_root() {
   in_root "$new" apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
   in_root "$new" apt-get clean
   in_root "$new" "$PYHOME/bin/python3.11" -c 'import ssl, sqlite3, ctypes' || die "the copied Python does not run inside"
-  echo "$KEY" >"$new/.ml-lifecycle-root"
+  echo "$KEY" >"$new/.root-key"
   unmount_all "$new"
   unmount_all "$ROOT"; rm -rf --one-file-system "$ROOT"
   mv "$new" "$ROOT"
@@ -103,7 +103,7 @@ build_root() {
 
 trap 'unmount_all "$ROOT"; unmount_all "$CACHE/trixie-root.new"' EXIT
 start=$SECONDS
-if [ "${ML_LIFECYCLE_REBUILD:-0}" != 1 ] && [ "$(cat "$ROOT/.ml-lifecycle-root" 2>/dev/null)" = "$KEY" ]; then
+if [ "${ML_LIFECYCLE_REBUILD:-0}" != 1 ] && [ "$(cat "$ROOT/.root-key" 2>/dev/null)" = "$KEY" ]; then
   say "reusing the cached root $ROOT"
 else
   build_root
