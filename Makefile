@@ -6,14 +6,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 CONDA := $(firstword $(shell command -v micromamba mamba conda 2>/dev/null))
+# Two locked stacks (README "Supported platforms"): tools/platform_stack.sh picks "modern" on macOS and on Linux
+# with glibc >= 2.39, "default" on older Linux. Override with `make env STACK=modern` (or default).
+STACK ?= $(shell sh tools/platform_stack.sh)
+ifeq ($(STACK),modern)
+ENV_FILE := environment.modern.yml
+LOCK := requirements.modern.lock.txt
+else ifeq ($(STACK),default)
+ENV_FILE := environment.yml
+LOCK := requirements.lock.txt
+else
+$(error STACK must be "default" or "modern", not "$(STACK)")
+endif
 
-.PHONY: env repro test test-quick lab lock export clean-nbs bench help hooks stage
+.PHONY: env repro test test-quick test-modern lab lock export clean-nbs bench help hooks stage
 
 help:
 	@echo "make repro   bootstrap the environment and run the pipeline (dvc repro)"
 	@echo "make test    bootstrap the environment and run the tests"
 	@echo "make lab     start JupyterLab on nbs/"
-	@echo "make lock    regenerate requirements.lock.txt from environment.yml"
+	@echo "make lock    regenerate both locks: requirements.lock.txt and requirements.modern.lock.txt"
+	@echo "make test-modern  the modern stack in a Debian trixie root (glibc 2.41): test-quick and a small dvc repro (root)"
 	@echo "make export  nbdev-export + nbdev-clean after editing notebooks"
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
 	@echo "make stage NAME=<name>  scaffold a new stage: notebook, dvc.yaml stage, params.yaml section"
@@ -22,21 +35,29 @@ help:
 
 env: $(STAMP)
 
-# Rebuilt only when the lock or the package metadata changes, so a second `make` installs nothing.
-$(STAMP): requirements.lock.txt pyproject.toml
+# Rebuilt only when the lock or the package metadata changes, or the stack differs from the one the stamp names,
+# so a second `make` installs nothing.
+ifneq ($(shell cat $(STAMP) 2>/dev/null),$(STACK))
+$(STAMP): FORCE
+endif
+$(STAMP): $(LOCK) pyproject.toml
 ifneq ($(CONDA),)
-	@echo ">> creating the environment with $(notdir $(CONDA)) from environment.yml"
-	[ -x $(BIN)/python ] || $(CONDA) env create --yes --prefix $(VENV) --file environment.yml
-	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements.lock.txt
+	@echo ">> $(STACK) stack: creating the environment with $(notdir $(CONDA)) from $(ENV_FILE)"
+	if [ -s $(STAMP) ] && [ "$$(cat $(STAMP))" != $(STACK) ]; then rm -rf $(VENV); fi  # a conda env switching stacks starts afresh
+	[ -x $(BIN)/python ] || $(CONDA) env create --yes --prefix $(VENV) --file $(ENV_FILE)
+	$(BIN)/python -m pip install --no-deps --require-hashes -r $(LOCK)
 	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
 else
-	@echo ">> no conda found: creating $(VENV) with $(PYTHON) and installing the lock with uv"
+	@echo ">> $(STACK) stack, no conda found: creating $(VENV) with $(PYTHON) and installing $(LOCK) with uv"
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' requirements.lock.txt | cut -d' ' -f1)"
-	$(BIN)/python -m uv pip sync --python $(BIN)/python --require-hashes requirements.lock.txt
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' $(LOCK) | cut -d' ' -f1)"
+	$(BIN)/python -m uv pip sync --python $(BIN)/python --require-hashes $(LOCK)
 	$(BIN)/python -m uv pip install --python $(BIN)/python --no-deps -e .
 endif
-	touch $(STAMP)
+	echo $(STACK) > $(STAMP)
+
+.PHONY: FORCE
+FORCE:
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
@@ -54,6 +75,11 @@ lab: $(STAMP)
 
 lock: $(STAMP)
 	$(BIN)/python tools/lock_env.py
+
+# The modern stack on a machine whose glibc is too old for it (as root): a cached Debian trixie root, the modern
+# lock installed there, `make test-quick` and a small-sample `dvc exp run` inside it. See tools/test_modern.sh.
+test-modern:
+	tools/test_modern.sh
 
 export: $(STAMP)
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean

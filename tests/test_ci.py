@@ -1,6 +1,8 @@
 """The GitHub Actions workflow is valid (schemastore's schema for workflows, vendored in check-jsonschema, so no
 network) and does what a team needs: the Conda environment from environment.yml, the tests, a small-sample pipeline
-run of this commit and of main, and their metrics diff in the job summary."""
+run of this commit and of main, and their metrics diff in the job summary; on macOS, the modern stack's fast tests and
+small-sample run. `.ci/run` tests both stacks here, the modern one in a Debian trixie root (tools/test_modern.sh)."""
+import os
 import re
 import shlex
 import subprocess
@@ -19,12 +21,12 @@ def workflow():
     return yaml.safe_load(WORKFLOW.read_text())
 
 
-def steps(workflow):
-    return [s for job in workflow["jobs"].values() for s in job["steps"]]
+def steps(workflow, job=None):
+    return [s for name, j in workflow["jobs"].items() if job in (None, name) for s in j["steps"]]
 
 
-def run_scripts(workflow) -> str:
-    return "\n".join(s.get("run", "") for s in steps(workflow))
+def run_scripts(workflow, job=None) -> str:
+    return "\n".join(s.get("run", "") for s in steps(workflow, job))
 
 
 def check_schema(path):
@@ -70,10 +72,13 @@ def test_workflow_does_what_a_team_needs(workflow):
     assert "conda-incubator/setup-miniconda" in uses and "actions/checkout" in uses
     checkout = next(s for s in steps(workflow) if s.get("uses", "").startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0, "main must be fetchable for the comparison"
-    scripts = run_scripts(workflow)
-    # `make env` builds the Conda environment from environment.yml when conda is on PATH
-    assert "make env" in scripts
-    assert re.search(r"env create .*--file environment\.yml", (ROOT / "Makefile").read_text())
+    scripts = run_scripts(workflow, "test")
+    # `make env` builds the Conda environment from the stack's environment file when conda is on PATH; on Linux the
+    # job pins the default stack (ubuntu-latest's glibc is new enough for the modern one)
+    assert "make env" in scripts and workflow["jobs"]["test"]["env"]["STACK"] == "default"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"env create .*--file \$\(ENV_FILE\)", makefile)
+    assert re.search(r"^ENV_FILE := environment\.yml$", makefile, re.M)
     assert "make test" in scripts
     assert scripts.count("dvc exp run") == 2 and "origin/main" in scripts
     assert re.search(r"dvc metrics diff ci-main ci-this .*--md", scripts)
@@ -91,3 +96,35 @@ def test_small_sample_overrides_name_existing_parameters(workflow):
         for part in key.split("."):
             assert isinstance(node, dict) and part in node, f"{key} is not in params.yaml"
             node = node[part]
+
+
+def test_macos_job_runs_the_modern_stack(workflow):
+    job = workflow["jobs"]["macos"]
+    assert job["runs-on"] == "macos-14"  # Apple Silicon
+    uses = [s["uses"].split("@")[0] for s in job["steps"] if "uses" in s]
+    assert "actions/checkout" in uses and "conda-incubator/setup-miniconda" in uses
+    assert "STACK" not in job.get("env", {}), "macOS must get the modern stack by itself"
+    cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache"))
+    assert "environment.modern.yml" in cache["with"]["key"] and "requirements.modern.lock.txt" in cache["with"]["key"]
+    scripts = run_scripts(workflow, "macos")
+    assert 'test "$(sh tools/platform_stack.sh)" = modern' in scripts
+    assert re.search(r"^make env$", scripts, re.M) and re.search(r"^make test-quick$", scripts, re.M)
+    assert re.search(r"dvc exp run .*\$SMALL_SAMPLE", scripts) and '>> "$GITHUB_STEP_SUMMARY"' in scripts
+    assert re.search(r"^ENV_FILE := environment\.modern\.yml$", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_ci_run_tests_both_stacks():
+    script = (ROOT / ".ci" / "run").read_text()
+    subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True)
+    assert re.search(r"^make test \|\| status=1$", script, re.M)
+    assert re.search(r"^  make test-modern \|\| status=1$", script, re.M)
+    assert re.search(r"^test-modern:\n\ttools/test_modern\.sh$", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_modern_target_uses_the_workflow_small_sample(workflow):
+    "The trixie-root run (tools/test_modern.sh) and the workflow use the same small sample, read from one place."
+    subprocess.run(["bash", "-n", str(ROOT / "tools" / "test_modern.sh")], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "SMALL_SAMPLE"}
+    out = subprocess.run([str(ROOT / "tools" / "test_modern.sh"), "--small-sample"], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    assert shlex.split(out) == shlex.split(workflow["env"]["SMALL_SAMPLE"])
