@@ -19,19 +19,24 @@ else
 $(error STACK must be "default" or "modern", not "$(STACK)")
 endif
 
-.PHONY: env repro test test-quick test-modern lab lock export clean-nbs bench help hooks stage
+.PHONY: help env repro check test test-quick test-modern lab lock export hooks stage schema bench bench-validate bench-score FORCE
 
 help:
+	@echo "make env     create .venv from the lock of this platform's stack (STACK=default|modern to choose)"
 	@echo "make repro   bootstrap the environment and run the pipeline (dvc repro)"
+	@echo "make check   check params.yaml against every stage's contract and the data in sight (every stage runs it first)"
 	@echo "make test    bootstrap the environment and run the tests"
+	@echo "make test-quick  the tests without the slow end-to-end pipeline runs"
+	@echo "make test-modern  the modern stack in a Debian trixie root (glibc 2.41): test-quick and a small dvc repro (root)"
 	@echo "make lab     start JupyterLab on nbs/"
 	@echo "make lock    regenerate both locks: requirements.lock.txt and requirements.modern.lock.txt"
-	@echo "make test-modern  the modern stack in a Debian trixie root (glibc 2.41): test-quick and a small dvc repro (root)"
-	@echo "make export  nbdev-export + nbdev-clean after editing notebooks"
+	@echo "make export  nbdev-export, then clean the notebooks (tools/clean_notebooks.py) after editing them"
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
-	@echo "make stage NAME=<name>  scaffold a new stage: notebook, dvc.yaml stage, params.yaml section"
+	@echo "make stage NAME=<name>  scaffold a new stage: notebook, catalog entry, dvc.yaml stage, params.yaml section"
 	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
+	@echo "make bench   speed and memory figures (bench-validate, bench-score), printed, never asserted"
 	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at 20k-1M customers"
+	@echo "make bench-score  scoring time and memory on 1M rows (needs a finished make repro)"
 
 env: $(STAMP)
 
@@ -56,11 +61,13 @@ else
 endif
 	echo $(STACK) > $(STAMP)
 
-.PHONY: FORCE
 FORCE:
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
+
+check: $(STAMP)
+	$(BIN)/ml-lifecycle check
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -81,15 +88,14 @@ lock: $(STAMP)
 test-modern:
 	tools/test_modern.sh
 
+# One cleaning rule for notebooks: tools/clean_notebooks.py, as the JupyterLab save hook and pre-commit use it.
 export: $(STAMP)
-	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
+	$(BIN)/nbdev-export && $(BIN)/python tools/clean_notebooks.py
 
-bench: bench-validate bench-score   ## speed and memory figures (printed, never asserted)
+bench: bench-validate bench-score
 
-bench-score: $(STAMP)   ## needs a finished `make repro`
+bench-score: $(STAMP)
 	$(BIN)/python tools/bench_score.py 1000000
-
-.PHONY: schema bench-validate bench-score
 
 # Re-infer candidate schemas from data/raw (and data/features) and print their difference from the committed ones.
 schema: $(STAMP)

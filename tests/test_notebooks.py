@@ -27,9 +27,9 @@ def test_src_is_in_sync_with_notebooks(source_copy):
 
 
 def test_notebooks_are_clean(source_copy):
-    run("nbdev-clean", source_copy)
+    run("python tools/clean_notebooks.py", source_copy)   # the one rule: make export, the save hook, pre-commit
     changed = [nb.name for nb in NOTEBOOKS if not filecmp.cmp(source_copy / "nbs" / nb.name, nb, shallow=False)]
-    assert not changed, f"nbdev-clean changes these notebooks; run `make export`: {changed}"
+    assert not changed, f"tools/clean_notebooks.py changes these notebooks; run `make export`: {changed}"
     for nb_path in NOTEBOOKS:
         nb = nbformat.read(nb_path, as_version=4)
         for cell in nb.cells:
