@@ -1,4 +1,6 @@
 """`ml-lifecycle check` runs before every stage: a wrong parameter stops the pipeline at its first stage, named."""
+import subprocess
+
 import pytest
 
 from conftest import copy_project, run, set_params
@@ -38,3 +40,15 @@ def test_dvc_repro_stops_at_its_first_stage_on_a_later_stages_parameter(tmp_path
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'problem':"], ran
     assert not (project / "reports" / "notebooks" / "01_problem.ipynb").exists(), "the check runs before the notebook"
+
+
+@pytest.mark.integration
+def test_dvc_from_the_environment_runs_stages_without_activating_it(tmp_path):
+    "The README offers `.venv/bin/dvc repro` as well as an activated environment: stage commands must not need PATH."
+    from _project import link_env
+    project = copy_project(tmp_path / "project")
+    link_env(project)
+    result = subprocess.run([".venv/bin/dvc", "repro", "problem"], cwd=project, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project / "reports" / "notebooks" / "01_problem.ipynb").is_file()

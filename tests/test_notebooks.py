@@ -46,7 +46,7 @@ def test_stage_notebook_has_one_papermill_parameters_cell(stage):
     assert assigned == {"params_file"}
     later = "\n".join(c.source for c in nb.cells[tagged[0] + 1:] if c.cell_type == "code")
     assert f'stage_params("{stage}", params_file' in later, "the stage must read params through params_file"
-    assert STAGES[stage]["cmd"] == f"ml-lifecycle run {stage}"
+    assert STAGES[stage]["cmd"] == f"tools/in-venv ml-lifecycle run {stage}"
 
 
 def test_every_stage_notebook_narrates_defines_and_runs():

@@ -30,7 +30,7 @@ def test_stage_files_are_written(scaffolded):
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     assert list(stages)[-1] == NAME, "appended to the stages, before any later top-level key"
     stage = stages[NAME]
-    assert stage["cmd"] == f"ml-lifecycle run {NAME}" and stage["params"] == [NAME]
+    assert stage["cmd"] == f"tools/in-venv ml-lifecycle run {NAME}" and stage["params"] == [NAME]
     assert f"nbs/{notebook.name}" in stage["deps"] and f"reports/notebooks/{notebook.name}" in stage["outs"]
     original = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     scaffolded_yaml = yaml.safe_load((project / "dvc.yaml").read_text())

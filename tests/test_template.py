@@ -92,7 +92,7 @@ def test_generated_project_has_its_own_names(generated):
     assert f'{DIST} = "{PACKAGE}.core:main"' in pyproject
     assert 'description = "Who will churn next quarter"' in pyproject and 'authors = [{ name = "Data Team" }]' in pyproject
     stages = yaml.safe_load((generated / "dvc.yaml").read_text())["stages"]
-    assert stages and all(s["cmd"] == f"{DIST} run {name}" for name, s in stages.items())
+    assert stages and all(s["cmd"] == f"tools/in-venv {DIST} run {name}" for name, s in stages.items())
     assert yaml.safe_load((generated / "environment.yml").read_text())["name"] == DIST
     assert f"{DIST}-dvc-remote" in (generated / ".dvc" / "config").read_text()
     assert (generated / "README.md").read_text().startswith("# Churn Radar\n\nWho will churn next quarter\n")
