@@ -167,6 +167,25 @@ def test_the_beam_pipeline_and_the_in_memory_path_find_the_same_anomalies(clean,
     assert by_engine["beam"] == by_engine["pandas"]
 
 
+
+def test_an_inferred_schema_takes_a_few_unseen_categories_in_both_engines(tmp_path):
+    "A team's own table: 1% of rows with new levels pass and are named; 20% fail; the Beam engine agrees."
+    customers = g.toy_customers(seed=3)
+    schema = g.allow_unseen_levels(g.tfdv.infer_schema(g.compute_statistics(customers)),
+                                   PARAMS["validate"]["unseen_levels"]["max_share"])
+    options = {"runner": "DirectRunner", "direct_num_workers": 1, "direct_running_mode": "in_memory"}
+    for share, refused in ((0.01, False), (0.2, True)):
+        batch = g.toy_customers(seed=4)
+        batch["channel"] = batch["channel"].mask(batch.index < share * len(batch), "kiosk")
+        batch.to_parquet(tmp_path / "batch.parquet", index=False)
+        for stats in (g.compute_statistics(batch), v.beam_statistics(str(tmp_path / "batch.parquet"), options)):
+            checked = g.check_statistics(stats, "own", schema, stage="validate")
+            assert [(a["feature"], a["anomaly"]) for a in checked["anomalies"]] == \
+                ([("channel", "ENUM_TYPE_UNEXPECTED_STRING_VALUES")] if refused else [])
+            assert [(u["feature"], u["level"], u["rows"]) for u in checked["unseen_levels"]] == \
+                [("channel", "kiosk", int(share * len(batch)))]
+
+
 # ---------------------------------------------------------------------------------------------- train/serve
 @pytest.fixture(scope="module")
 def modelling(tiny_project):

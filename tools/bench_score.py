@@ -30,7 +30,7 @@ columns = [spec["id_column"], *model_columns(spec)]
 started = time.perf_counter()
 if phase == "validate":
     training = pd.read_parquet(root / "data/features/train.parquet", columns=columns + [spec["label"]])
-    found = batch_anomalies(batch, spec, chunk_rows, training, 50_000, root=root)
+    found, _ = batch_anomalies(batch, spec, chunk_rows, training, 50_000, root=root)
     out = {"anomalies": len(found)}
 else:
     model = load_model(root / "models/model.skops")

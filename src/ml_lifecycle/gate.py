@@ -5,6 +5,7 @@
 # %% ../../nbs/00d_gate.ipynb #00dc003
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,9 @@ tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on f
 
 # %% auto #0
 __all__ = ['tfdv', 'stats_options', 'to_tfdv_frame', 'compute_statistics', 'feature_statistics', 'schema_path', 'read_schema',
-           'write_schema', 'load_schema', 'toy_customers', 'toy_schema', 'anomaly_rows', 'measurements',
-           'check_statistics', 'validate_table', 'skew_anomalies', 'modelling_schema', 'errors', 'raise_on_anomalies']
+           'write_schema', 'load_schema', 'toy_customers', 'toy_schema', 'string_domains', 'unseen_levels',
+           'allow_unseen_levels', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table',
+           'skew_anomalies', 'modelling_schema', 'errors', 'raise_on_anomalies']
 
 # %% ../../nbs/00d_gate.ipynb #00dc007
 def stats_options():
@@ -86,6 +88,39 @@ def toy_schema(customers: pd.DataFrame) -> schema_pb2.Schema:
     return schema
 
 # %% ../../nbs/00d_gate.ipynb #00dc017
+def string_domains(schema: schema_pb2.Schema) -> dict[str, set[str]]:
+    "The closed string domain of every feature that has one (inline, or named at the schema's top level)."
+    named = {d.name: set(d.value) for d in schema.string_domain}
+    domains = {}
+    for f in schema.feature:
+        if f.HasField("string_domain"):
+            domains[f.name] = set(f.string_domain.value)
+        elif f.HasField("domain") and f.domain in named:
+            domains[f.name] = named[f.domain]
+    return domains
+
+def unseen_levels(stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema, table: str) -> list[dict]:
+    "Every value outside its feature's string domain, with its rows and share of rows (from TFDV's rank histogram)."
+    domains, rows = string_domains(schema), stats.datasets[0].num_examples
+    found = []
+    for name, f in feature_statistics(stats).items():
+        if name in domains and f.HasField("string_stats"):
+            found += [{"table": table, "feature": name, "level": b.label, "rows": int(b.sample_count),
+                       "share": b.sample_count / rows if rows else 0.0}
+                      for b in f.string_stats.rank_histogram.buckets if b.label not in domains[name]]
+    return sorted(found, key=lambda u: (u["feature"], -u["rows"], u["level"]))
+
+def allow_unseen_levels(schema: schema_pb2.Schema, max_share: float, by_feature: Mapping | None = None) -> schema_pb2.Schema:
+    """Let every closed string domain of an inferred `schema` take up to `max_share` of values it lacks (per feature
+    in `by_feature`), as `distribution_constraints.min_domain_mass`; a constraint already there is kept."""
+    by_feature = dict(by_feature or {})
+    for name in string_domains(schema):
+        feature = tfdv.get_feature(schema, name)
+        if not feature.HasField("distribution_constraints"):
+            feature.distribution_constraints.min_domain_mass = 1.0 - float(by_feature.get(name, max_share))
+    return schema
+
+# %% ../../nbs/00d_gate.ipynb #00dc019
 def anomaly_rows(anomalies: anomalies_pb2.Anomalies, table: str, kind: str | None = None) -> list[dict]:
     "One row per (feature, reason) of a TFDV anomalies proto; comparator anomalies are `drift` unless `kind` says."
     rows = []
@@ -117,7 +152,7 @@ def check_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, table: 
                          f"unknown environment {environment!r}; the schema declares {list(schema.default_environment)}")
     anomalies = tfdv.validate_statistics(stats, schema, environment=environment, previous_statistics=reference)
     return {"table": table, "rows": stats.datasets[0].num_examples, "anomalies": anomaly_rows(anomalies, table),
-            "drift": measurements(anomalies, "drift")}
+            "drift": measurements(anomalies, "drift"), "unseen_levels": unseen_levels(stats, schema, table)}
 
 def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | None = None,
                    schema: schema_pb2.Schema | None = None, *, stage: str) -> dict:
@@ -131,7 +166,7 @@ def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | N
         schema, environment = tfdv.infer_schema(stats), None
     return {**check_statistics(stats, table, schema, environment, stage=stage), "schema_inferred": inferred}
 
-# %% ../../nbs/00d_gate.ipynb #00dc020
+# %% ../../nbs/00d_gate.ipynb #00dc023
 def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None,
                    schema: schema_pb2.Schema | None = None, *, stage: str) -> list[dict]:
     "Training/serving skew of `serving` against `training`, by the skew comparators of `schema` (default: the committed one)."
@@ -143,11 +178,12 @@ def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, ro
                                          serving_statistics=compute_statistics(serving))
     return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
 
-# %% ../../nbs/00d_gate.ipynb #00dc023
-def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float = 0.1, numeric_skew: float = 0.2
-                     ) -> schema_pb2.Schema:
-    "A schema for a modelling table without a committed one: inferred from training rows, label in TRAINING only."
-    schema = tfdv.infer_schema(compute_statistics(training))
+# %% ../../nbs/00d_gate.ipynb #00dc026
+def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float = 0.1, numeric_skew: float = 0.2,
+                     max_unseen_share: float = 0.02, unseen_share_by_feature: Mapping | None = None) -> schema_pb2.Schema:
+    """A schema for a modelling table without a committed one: inferred from training rows, label in TRAINING only,
+    each categorical taking up to `max_unseen_share` of levels training never saw (see `allow_unseen_levels`)."""
+    schema = allow_unseen_levels(tfdv.infer_schema(compute_statistics(training)), max_unseen_share, unseen_share_by_feature)
     schema.default_environment.extend(["TRAINING", "SERVING"])
     tfdv.get_feature(schema, label).not_in_environment.append("SERVING")
     for feature in schema.feature:
@@ -161,7 +197,7 @@ def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float
             comparator.jensen_shannon_divergence.source.type = schema_pb2.HistogramSelection.QUANTILES
     return schema
 
-# %% ../../nbs/00d_gate.ipynb #00dc026
+# %% ../../nbs/00d_gate.ipynb #00dc029
 def errors(results: list[dict]) -> list[dict]:
     "The anomalies that fail the stage: all of them, except those marked as warnings."
     return [a for r in results for a in r["anomalies"] if a.get("severity", "error") != "warning"]

@@ -20,8 +20,8 @@ from .modelling import load_model, model_columns
 from .reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'check_inputs', 'score_chunk', 'write_predictions', 'batch_anomalies', 'write_batch_report',
-           'refuse_batch', 'run']
+__all__ = ['PARAMS_SCHEMA', 'check_inputs', 'score_chunk', 'write_predictions', 'batch_anomalies', 'unseen_level_rows',
+           'write_batch_report', 'refuse_batch', 'run']
 
 # %% ../../nbs/10_score.ipynb #10c006
 PARAMS_SCHEMA = params_contract("score", {
@@ -68,27 +68,49 @@ def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
 
 # %% ../../nbs/10_score.ipynb #10c014
 def batch_anomalies(path: Path, spec: dict, chunk_rows: int, training: pd.DataFrame, skew_sample_rows: int,
-                    root: Path | None = None) -> list[dict]:
+                    root: Path | None = None, unseen: Mapping | None = None) -> tuple[list[dict], list[dict]]:
     """TFDV anomalies of the batch against the SERVING environment, chunk by chunk, and skew of a sample against
-    `training` (the labelled training rows). Uses the committed `features` schema, or, on a team's first run, one
-    inferred from the training rows."""
+    `training` (the labelled training rows); and the levels training never saw, with their share of the batch's rows.
+    Uses the committed `features` schema, or, on a team's first run, one inferred from the training rows whose
+    categorical domains take up to `unseen["max_share"]` (per feature: `unseen["by_feature"]`) of unseen levels."""
+    unseen = dict(unseen or {})
     columns = [spec["id_column"], *model_columns(spec)]
-    schema = load_schema("features", root) or modelling_schema(training[columns + [spec["label"]]], spec["label"])
-    found, sample = [], []
+    schema = load_schema("features", root) or modelling_schema(
+        training[columns + [spec["label"]]], spec["label"], max_unseen_share=unseen.get("max_share", 0.02),
+        unseen_share_by_feature=unseen.get("by_feature"))
+    found, sample, levels, rows = [], [], {}, 0
     for chunk in iter_table(path, columns, chunk_rows, "score", "score.batch"):
-        found += validate_table(chunk, "features", root=root, environment="SERVING", schema=schema, stage="score")["anomalies"]
+        checked = validate_table(chunk, "features", root=root, environment="SERVING", schema=schema, stage="score")
+        found += checked["anomalies"]
+        rows += checked["rows"]
+        for level in checked["unseen_levels"]:
+            key = (level["feature"], level["level"])
+            levels[key] = levels.get(key, 0) + level["rows"]
         if sum(map(len, sample)) < skew_sample_rows:
             sample.append(chunk)
     serving = pd.concat(sample).head(skew_sample_rows)
     found += skew_anomalies(training[columns], serving, "features", root=root, schema=schema, stage="score")
-    unique = {(a["feature"], a["anomaly"]): a for a in found}   # the same anomaly in many chunks is one finding
-    return list(unique.values())
+    unique = list({(a["feature"], a["anomaly"]): a for a in found}.values())   # the same anomaly in many chunks is one
+    return unique, unseen_level_rows(levels, rows, unique)
 
-def write_batch_report(anomalies: list[dict], batch: str, root: Path | None = None) -> Path:
-    "The batch's anomalies, one row per (feature, anomaly), as `reports/score/anomalies.md`."
+def unseen_level_rows(levels: Mapping, rows: int, anomalies: list[dict]) -> list[dict]:
+    "One row per (feature, level) training never saw: its rows, share of the batch, and whether it refused the batch."
+    refused = {a["feature"] for a in anomalies if a["anomaly"] == "ENUM_TYPE_UNEXPECTED_STRING_VALUES"}
+    out = [{"feature": feature, "level": level, "rows": n, "share": round(n / rows, 6) if rows else 0.0,
+            "verdict": "refused" if feature in refused else "warning"} for (feature, level), n in levels.items()]
+    return sorted(out, key=lambda u: (u["feature"], -u["rows"], u["level"]))
+
+def write_batch_report(anomalies: list[dict], batch: str, root: Path | None = None, unseen: list[dict] = ()) -> Path:
+    """The batch's anomalies, one row per (feature, anomaly), and the levels training never saw with their share of
+    rows (warnings below the tolerated share, refusals above it), as `reports/score/anomalies.md`."""
     table = markdown_table(anomalies, ["feature", "anomaly", "description"]) if anomalies else ""
+    levels = ("## Levels training never saw\n\nThe model scores them like its rare levels. Below the tolerated share "
+              "(`validate.unseen_levels`) they warn; above it they refuse the batch. Widen the domain in "
+              "`data/schema/features.pbtxt`, or raise the share, if they are expected.\n\n" +
+              markdown_table([{**u, "share": f"{u['share']:.2%}"} for u in unseen],
+                             ["feature", "level", "rows", "share", "verdict"])) if unseen else ""
     return write_markdown(resolve(catalog.SCORE_ANOMALIES, root), f"Batch validation: {batch}",
-                          f"Anomalies: {len(anomalies)}", table)
+                          f"Anomalies: {len(anomalies)}", table, levels)
 
 def refuse_batch(anomalies: list[dict], batch: str) -> None:
     "Refuse the batch (a `StageError` of stage `score`) on its first anomaly, naming the feature."
@@ -105,12 +127,15 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     spec, threshold = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))["threshold"]
     batch, columns = resolve(settings["batch"], root), [spec["id_column"], *model_columns(spec)]
     training = pd.read_parquet(resolve(catalog.TRAIN, root), columns=[*columns, spec["label"]])
-    anomalies = batch_anomalies(batch, spec, settings["chunk_rows"], training, settings["skew_sample_rows"], root)
-    write_batch_report(anomalies, settings["batch"], root)
+    unseen_settings = params["validate"]["unseen_levels"]
+    anomalies, unseen = batch_anomalies(batch, spec, settings["chunk_rows"], training, settings["skew_sample_rows"], root,
+                                        {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]})
+    write_batch_report(anomalies, settings["batch"], root, unseen)
     refuse_batch(anomalies, settings["batch"])
     model = load_model(resolve(catalog.MODEL, root), stage="score")
     summary = write_predictions((score_chunk(model, chunk, spec, threshold) for chunk in
                                  iter_table(batch, columns, settings["chunk_rows"], "score", "score.batch")),
                                 resolve(catalog.PREDICTIONS_FILE, root))
-    write_json({**summary, "threshold": threshold}, resolve(catalog.SCORE_SUMMARY, root))
-    return {**summary, "threshold": threshold}
+    summary = {**summary, "threshold": threshold, "unseen_levels": len(unseen)}
+    write_json(summary, resolve(catalog.SCORE_SUMMARY, root))
+    return summary

@@ -19,7 +19,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from . import catalog
 from .core import (StageError, atomic_write, lazy_import, params_contract, project_root, read_json,
                                read_table, read_yaml, resolve, write_json, write_text)
-from .gate import (check_statistics, compute_statistics, errors, feature_statistics, load_schema,
+from .gate import (allow_unseen_levels, check_statistics, compute_statistics, errors, feature_statistics,
+                               load_schema,
                                raise_on_anomalies, schema_path, stats_options, to_tfdv_frame, write_schema)
 
 tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on first use, not with this module
@@ -156,7 +157,12 @@ PARAMS_SCHEMA = params_contract("validate", {
         "properties": {"table": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
                        "feature": {"type": "string", "pattern": r"^[^*?\[\]]+$"},
                        "anomaly": {"enum": ANOMALY_TYPES},
-                       "reason": {"type": "string", "minLength": 3}}}}}, additionalProperties=False)
+                       "reason": {"type": "string", "minLength": 3}}}},
+    "unseen_levels": {"type": "object", "required": ["max_share", "by_feature"], "additionalProperties": False,
+                      "properties": {"max_share": {"type": "number", "minimum": 0, "maximum": 0.5},
+                                     "by_feature": {"type": "object",
+                                                    "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}}}},
+    additionalProperties=False)
 
 def apply_policy(results: list[dict], warn_only: list[dict] = (), drift_action: str = "fail") -> list[dict]:
     """Mark every anomaly `severity: error` or `warning`: warnings are the anomalies `warn_only` names and, when
@@ -196,6 +202,16 @@ def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) ->
                   "| table | feature | measure | value | threshold | |", "|---|---|---|---|---|---|"]
         lines += [f"| {t} | {f} | {m} | {v['value']:.4f} | {v['threshold']} | {'above' if v['value'] > v['threshold'] else 'ok'} |"
                   for t, f, m, v in drift]
+    unseen = [(r, u) for r in results for u in r.get("unseen_levels", [])]
+    if unseen:
+        refused = {(a["table"], a["feature"]) for r in results for a in r["anomalies"]
+                   if a["anomaly"] == "ENUM_TYPE_UNEXPECTED_STRING_VALUES" and a.get("severity", "error") == "error"}
+        lines += ["", "## Categories the schema does not know", "",
+                  "An inferred schema tolerates a small share of them (`validate.unseen_levels`); a reviewed one none. "
+                  "Widen the domain in `data/schema/<table>.pbtxt` if they are expected.", "",
+                  "| table | feature | level | rows | share | verdict |", "|---|---|---|---|---|---|"]
+        lines += [f"| {u['table']} | {u['feature']} | {u['level']} | {u['rows']} | {u['share']:.2%} | "
+                  f"{'error' if (u['table'], u['feature']) in refused else 'warning'} |" for _, u in unseen]
     if stale_warn_only:
         lines += ["", "## `validate.warn_only` entries that matched nothing (remove them?)", ""]
         lines += [f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only]
@@ -278,8 +294,9 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
         else:
             stats = compute_statistics(read_table(resolve(catalog.raw_table(table), root), "validate"))
         schema, inferred = load_schema(table, root), False
-        if schema is None:   # a new table: a first draft to review and commit
-            schema, inferred = tfdv.infer_schema(stats), True
+        if schema is None:   # a new table: a first draft to review and commit, open to a few unseen categories
+            unseen = settings["unseen_levels"]
+            schema, inferred = allow_unseen_levels(tfdv.infer_schema(stats), unseen["max_share"], unseen["by_feature"]), True
             write_schema(schema, schema_path(table, root))
         stats_by_table[table], references[table] = stats, load_reference(table, root)
         results.append({**check_statistics(stats, table, schema, reference=references[table], stage="validate"),
