@@ -1,11 +1,16 @@
 """One artefact catalog, one direction of imports: dvc.yaml, the catalog and the stage modules agree."""
 import ast
+import importlib.util
 
 import pytest
 import yaml
 
 from conftest import ROOT
-from ml_lifecycle import catalog
+
+# This project's own catalog, from its src/ (the installed package may be another checkout's, e.g. in a scaffold test).
+_spec = importlib.util.spec_from_file_location("project_catalog", ROOT / "src" / "ml_lifecycle" / "catalog.py")
+catalog = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(catalog)
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = DVC["stages"]

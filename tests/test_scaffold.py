@@ -51,7 +51,8 @@ def test_stage_meets_the_project_rules(scaffolded, tmp_path, monkeypatch):
     assert f"[{NAME}]" in run([sys.executable, "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider",
                                "tests/test_notebooks.py"], project).stdout
     notebook = next((project / "nbs").glob(f"[0-9][0-9]_{NAME}.ipynb"))
-    run(["nbdev-test", str(notebook.relative_to(project))], project)  # its check cells pass
+    # The linked environment has another checkout installed: put this project's package first, as its own env would.
+    run(f"PYTHONPATH={project / 'src'} nbdev-test {notebook.relative_to(project)}", project)  # its check cells pass
     run(["git", "add", "-A"], project)
     hooks = run([".venv/bin/pre-commit", "run", "--all-files"], project, check=False)  # clean, in sync, lint
     assert hooks.returncode == 0, hooks.stdout
@@ -60,7 +61,7 @@ def test_stage_meets_the_project_rules(scaffolded, tmp_path, monkeypatch):
 @pytest.mark.integration
 def test_stage_runs_in_dvc(scaffolded):
     project, _ = scaffolded
-    run(["dvc", "repro", NAME], project)
+    run(f"PYTHONPATH={project / 'src'} dvc repro {NAME}", project)
     assert json.loads((project / "reports" / f"{NAME}.json").read_text()) == {
         "stage": NAME, "message": "replace with the stage's parameters"}
     executed = nbformat.read(next((project / "reports" / "notebooks").glob(f"*_{NAME}.ipynb")), as_version=4)
