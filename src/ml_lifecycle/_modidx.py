@@ -184,6 +184,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'ml_lifecycle/preprocess.py'),
                                          'ml_lifecycle.preprocess.label_snapshots': ( 'preprocess.html#label_snapshots',
                                                                                       'ml_lifecycle/preprocess.py'),
+                                         'ml_lifecycle.preprocess.label_token': ( 'preprocess.html#label_token',
+                                                                                  'ml_lifecycle/preprocess.py'),
                                          'ml_lifecycle.preprocess.labels_from_column': ( 'preprocess.html#labels_from_column',
                                                                                          'ml_lifecycle/preprocess.py'),
                                          'ml_lifecycle.preprocess.labels_from_events': ( 'preprocess.html#labels_from_events',

@@ -18,8 +18,8 @@ from .modelling import Problem
 
 # %% auto #0
 __all__ = ['ROW_ID', 'YAML_BOOLEANS', 'PARAMS_SCHEMA', 'unit_id', 'with_row_id', 'is_text', 'clean_text', 'clean_units',
-           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot', 'known_labels',
-           'is_positive', 'require_positive_class', 'label_from_column', 'split_table', 'date_columns',
+           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot', 'label_token',
+           'known_labels', 'is_positive', 'require_positive_class', 'label_from_column', 'split_table', 'date_columns',
            'labels_from_events', 'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
 
 # %% ../../nbs/05_preprocess.ipynb #05c005
@@ -44,10 +44,13 @@ def clean_text(values: pd.Series, missing_category: str) -> pd.Series:
 # %% ../../nbs/05_preprocess.ipynb #05c007
 def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str], missing_category: str,
                 valid_ranges: dict, date_columns: list[str] = (), drop_columns: list[str] = (),
-                stage: str = "preprocess") -> tuple[pd.DataFrame, dict]:
-    "One typed row per unit, impossible values set to missing; and counts of what changed."
+                stage: str = "preprocess", keep: list[str] = ()) -> tuple[pd.DataFrame, dict]:
+    """One typed row per unit, impossible values set to missing; and counts of what changed. Duplicates are rows
+    sharing the id, or, when the id is the made-up row number, rows equal in every other column. Columns in `keep`
+    (the label) are left as read: no gap in them is filled."""
     df = raw.drop(columns=[c for c in drop_columns if c in raw])
-    df = df.drop_duplicates(subset=[id_column] if id_column else None, keep="first").copy()
+    key = [id_column] if id_column != ROW_ID or ROW_ID not in raw else [c for c in df.columns if c != ROW_ID]
+    df = df.drop_duplicates(subset=key, keep="first").copy()
     report = {"units_in": len(raw), "duplicate_units": len(raw) - len(df)}
     for col in date_columns:
         df[col] = pd.to_datetime(df[col], errors="coerce")
@@ -55,7 +58,7 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
         df = df[df[col].notna()]
     text = [c for c in df.columns if is_text(df[c], categorical)]
     for col in text:
-        if col != id_column:
+        if col != id_column and col not in keep:
             df[col] = clean_text(df[col], missing_category)
     for col, (low, high) in valid_ranges.items():
         if col in df:
@@ -148,20 +151,34 @@ def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Ti
 # %% ../../nbs/05_preprocess.ipynb #05c019
 YAML_BOOLEANS = {True: ("yes", "true", "on"), False: ("no", "false", "off")}
 
+def label_token(value) -> str:
+    """The one rule by which a label value, or `positive_class`, is matched: trimmed lower-case text, a whole number
+    without its `.0`, and yes/true/on/1 (no/false/off/0) as `true` (`false`), whichever way YAML or the file typed them."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    text = str(value).strip().lower()
+    try:
+        number = float(text)
+        text = str(int(number)) if number.is_integer() else text
+    except ValueError:
+        pass
+    return next((str(b).lower() for b, words in YAML_BOOLEANS.items() if text in (*words, str(int(b)))), text)
+
 def known_labels(values: pd.Series) -> pd.Series:
     "Which rows carry a label (neither missing nor blank)."
-    return values.notna() & (values.astype(str) != "")
+    return values.notna() & (values.astype(str).str.strip() != "")
 
 def is_positive(values: pd.Series, positive_class) -> pd.Series:
-    "Which label values are the positive class: compared as text."
-    return values.astype(str) == str(positive_class)
+    "Which label values are the positive class, by `label_token` on both sides."
+    return values.map(label_token) == label_token(positive_class)
 
 def require_positive_class(values: pd.Series, label: str, positive_class, stage: str = "preprocess") -> None:
     "Raise a `StageError` on `problem.positive_class` unless it matches one of the known label `values`."
     if is_positive(values, positive_class).any():
         return
     present = sorted(set(values.astype(str)))
-    problem = f"{positive_class!r} never occurs in column '{label}' (values: {present[:10]})"
+    problem = (f"{positive_class!r} never occurs in column '{label}' (values: {present[:10]}; compared trimmed, "
+               "in any case, yes/true and no/false alike)")
     if isinstance(positive_class, bool):
         meant = next((v for v in present if v.lower() in YAML_BOOLEANS[positive_class]), None)
         problem += (f"; YAML read the unquoted value as the boolean {str(positive_class).lower()} (it reads Yes, No, "
@@ -170,7 +187,8 @@ def require_positive_class(values: pd.Series, label: str, positive_class, stage:
 
 def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess"
                       ) -> tuple[pd.DataFrame, pd.Series, dict]:
-    "The units without their label column, and the label as 0/1."
+    """The units without their label column, and the label as 0/1. Rows without a label (missing or blank, as read:
+    before any gap is filled) are dropped and counted."""
     if label not in units:
         raise StageError(stage, f"{catalog.RAW} unit table", label, "the label column is missing (problem.label)")
     known = known_labels(units[label])
@@ -275,9 +293,7 @@ def check_inputs(params: Mapping, root: Path) -> None:
     if history:
         return
     label = problem["label"]
-    values = visible_values(params, units, label, root)
-    if is_text(values, list((params.get("features") or {}).get("categorical") or [])):
-        values = clean_text(values, settings["missing_category"])   # as clean_units leaves them
+    values = visible_values(params, units, label, root)   # as read: clean_units leaves the label so
     require_positive_class(values[known_labels(values)], label, problem.get("positive_class", Problem.positive_class))
 
 def run(params: Mapping, root: str | Path | None = None) -> dict:
@@ -289,7 +305,8 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
     units, report = clean_units(raw_units, id_column, list(params["features"]["categorical"]), settings["missing_category"],
                                 {k: tuple(v) for k, v in settings["valid_ranges"].items()},
-                                date_columns(history, settings.get("timestamp_column")), list(settings.get("drop_columns", [])))
+                                date_columns(history, settings.get("timestamp_column")), list(settings.get("drop_columns", [])),
+                                keep=[] if history else [problem.label])
     if history:   # an event history: point-in-time snapshots, label derived from the events
         units, events, snapshots, serving, label_report = labels_from_events(
             units, units_table, resolve(catalog.raw_table(history["table"]), root), id_column, problem, history)
