@@ -112,6 +112,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ml_lifecycle.gate.compute_statistics': ('gate.html#compute_statistics', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate.errors': ('gate.html#errors', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate.feature_statistics': ('gate.html#feature_statistics', 'ml_lifecycle/gate.py'),
+                                   'ml_lifecycle.gate.free_id': ('gate.html#free_id', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate.load_schema': ('gate.html#load_schema', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate.measurements': ('gate.html#measurements', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate.modelling_schema': ('gate.html#modelling_schema', 'ml_lifecycle/gate.py'),
