@@ -158,7 +158,10 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
         report[f"unparseable_{col}"] = int(df[col].isna().sum())
         df = df[df[col].notna()]
     df, decisions = type_columns(df, id_column, categorical, column_types, keep, date_columns)
-    report["columns"] = decisions
+    dropped = [{"column": c, "type": "drop", "why": "params: preprocess.drop_columns",
+                "missing_share": round(missing_share(raw[c]), 4)} for c in drop_columns if c in raw]
+    order = {c: i for i, c in enumerate(raw.columns)}
+    report["columns"] = sorted(dropped + decisions, key=lambda d: order[d["column"]])
     categorical = [*categorical, *(d["column"] for d in decisions if d["type"] == "categorical")]
     text = [c for c in df.columns if is_text(df[c], categorical)]
     for col in text:
