@@ -50,3 +50,55 @@ def test_rare_categories_in_the_held_out_rows_are_scored_and_named(tmp_path):
     assert len(predictions) == metrics["n_test"] and predictions["probability"].between(0, 1).all()
     schema = (project / "data/schema/adult.pbtxt").read_text()
     assert "min_domain_mass: 0.98" in schema, "the first run's inferred draft tolerates a few unseen categories"
+
+
+BANK = DATASETS / "bank_marketing.csv"
+
+
+def baseline_roc_auc(project, label):
+    "Plain scikit-learn on the project's own split: the better of logistic regression and histogram gradient boosting."
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+    spec = json.loads((project / "data/features/spec.json").read_text())
+    train, test = (pd.read_parquet(project / f"data/features/{s}.parquet") for s in ("train", "test"))
+    num, cat = spec["numeric"], spec["categorical"]
+    linear = make_pipeline(make_column_transformer(
+        (make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num),
+        (OneHotEncoder(handle_unknown="ignore", min_frequency=0.01), cat)), LogisticRegression(max_iter=2000))
+    boosted = make_pipeline(make_column_transformer(
+        (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1), cat),
+        ("passthrough", num)), HistGradientBoostingClassifier(categorical_features=list(range(len(cat))), random_state=0))
+    return max(roc_auc_score(test[label], m.fit(train[num + cat], train[label]).predict_proba(test[num + cat])[:, 1])
+               for m in (linear, boosted))
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not BANK.is_file(), reason="../shared/datasets/bank_marketing.csv is not here")
+def test_bank_marketing_duration_is_flagged_then_dropped_by_params(tmp_path):
+    """Bank Marketing: no id, a 0/1 label. The leakage guard flags `duration` (known only after the call) and fails
+    the features stage; dropping it in params.yaml, the run completes, no column left as text is numeric, and the
+    hold-out ROC-AUC is within 0.01 of plain scikit-learn on the same split."""
+    project = own_data_project(tmp_path, BANK, "bank", {
+        ("problem", "name"): "term deposit", ("problem", "label"): "subscribe", ("problem", "positive_class"): 1,
+        ("evaluate", "segments"): ["job"]})
+    result = run("dvc repro features", project, check=False)
+    assert result.returncode != 0 and "features.leakage.accept" in result.stdout + result.stderr
+    leakage = " ".join((project / "reports/leakage.md").read_text().split())
+    assert "| duration |" in leakage and "| flagged |" in leakage
+    assert leakage.count("| flagged |") == 1, leakage
+    set_params(project, {("preprocess", "drop_columns"): ["duration"]})
+    result = run("dvc repro", project, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    columns = (project / "reports/columns.md").read_text()
+    for numeric in ("age", "balance", "campaign", "pdays", "previous"):
+        assert f"| {numeric} " in columns and "numeric" in columns.split(f"| {numeric} ")[1].split("\n")[0]
+    assert "| flagged |" not in (project / "reports/leakage.md").read_text()
+    spec = json.loads((project / "data/features/spec.json").read_text())
+    assert "duration" not in spec["numeric"] + spec["categorical"]
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["roc_auc"] >= baseline_roc_auc(project, "subscribe") - 0.01, metrics
