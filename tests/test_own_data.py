@@ -34,11 +34,11 @@ def own_data_project(tmp_path, csv, table, params):
 @pytest.mark.skipif(not ADULT.is_file(), reason="../shared/datasets/adult.csv is not here")
 def test_rare_categories_in_the_held_out_rows_are_scored_and_named(tmp_path):
     """Adult census: `native-country` has a long tail (Holand-Netherlands occurs once). With a random stratified
-    split (seed 7) that row lands in the test set, which is also the default batch to score: the model scores it like
+    split (seed 2, once the 24 exact duplicate rows are gone) that row lands in the test set, which is also the default batch to score: the model scores it like
     its rare levels, so the batch is scored with a warning that names the level, not refused."""
     project = own_data_project(tmp_path, ADULT, "adult", {
         ("problem", "name"): "income over 50K", ("problem", "label"): "class", ("problem", "positive_class"): ">50K",
-        ("preprocess", "seed"): 7, ("evaluate", "segments"): ["sex", "race"]})
+        ("preprocess", "seed"): 2, ("evaluate", "segments"): ["sex", "race"]})
     result = run("dvc repro", project, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((project / "reports/score/summary.json").read_text())
@@ -102,3 +102,35 @@ def test_bank_marketing_duration_is_flagged_then_dropped_by_params(tmp_path):
     assert "duration" not in spec["numeric"] + spec["categorical"]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["roc_auc"] >= baseline_roc_auc(project, "subscribe") - 0.01, metrics
+
+
+OCCUPANCY = DATASETS / "occupancy.csv"
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not OCCUPANCY.is_file(), reason="../shared/datasets/occupancy.csv is not here")
+def test_occupancy_splits_by_date_and_accepts_its_sensors_by_name(tmp_path):
+    """Occupancy: separate Date and Time text columns; split by time on `Date` (rows are in time order, so the latest
+    rows are the test set). The label is a count 0-3; params alone pick one value, so the problem is "the room is
+    empty" (positive class 0), whose ROC-AUC equals that of "occupied". `Time` is distinct on every row: an id, left out.
+    The guard flags the light sensors, real signals: accepted by name, one params line each."""
+    project = own_data_project(tmp_path, OCCUPANCY, "rooms", {
+        ("problem", "name"): "empty room", ("problem", "label"): "Room_Occupancy_Count", ("problem", "positive_class"): 0,
+        ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
+    result = run("dvc repro features", project, check=False)
+    assert result.returncode != 0 and "features.leakage.accept" in result.stdout + result.stderr
+    flagged = [line.split("|")[1].strip() for line in (project / "reports/leakage.md").read_text().splitlines()
+               if "| flagged " in line]
+    assert "S1_Light" in flagged, flagged
+    columns = " ".join((project / "reports/columns.md").read_text().split())
+    assert "| Date | date |" in columns and "| Time | id | text distinct on every row" in columns and "| S1_Temp | numeric |" in columns
+    set_params(project, {("features", "leakage", "accept"): [
+        {"feature": f, "reason": "the sensor reads the room's use as it happens: known at scoring"} for f in flagged]})
+    # Up to evaluate: with a time split the stand-in batch (the last days) is warmer than training, and the score
+    # stage rightly refuses it for skew (S1_Temp, Jensen-Shannon 0.33 > 0.2).
+    result = run("dvc repro evaluate", project, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    snapshots = pd.read_parquet(project / "data/interim/snapshots.parquet")
+    assert snapshots.loc[snapshots["split"] == "train", "cutoff"].max() <= snapshots.loc[snapshots["split"] == "test", "cutoff"].min()
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["roc_auc"] >= baseline_roc_auc(project, "Room_Occupancy_Count") - 0.01, metrics
