@@ -84,13 +84,14 @@ def test_schema_anomaly_fails_validation(tiny_copy):
     fails(tiny_copy, "validate", "data/raw/customers.parquet", "field 'plan'", "ENUM_TYPE_UNEXPECTED_STRING_VALUES")
 
 
-def test_unquoted_yes_stops_an_own_data_run_at_its_first_stage(tmp_path):
-    """A team's table labelled "Yes"/"No" with `positive_class: Yes` unquoted in params.yaml (YAML reads it as true):
-    `dvc repro` fails at the first stage it runs, before any notebook starts, naming the field and the YAML cause."""
+def test_unquoted_yes_that_matches_no_label_stops_an_own_data_run_at_its_first_stage(tmp_path):
+    """A team's table labelled "took"/"declined" with `positive_class: Yes` unquoted in params.yaml (YAML reads it as
+    true, which matches a Yes/No or true/false label, but not this one): `dvc repro` fails at the first stage it runs,
+    before any notebook starts, naming the field, the label's values and the YAML cause."""
     project = copy_project(tmp_path / "project")
     rng = np.random.default_rng(0)
     pd.DataFrame({"age": rng.integers(18, 90, 300), "job": rng.choice(["admin", "technician", "services"], 300),
-                  "subscribed": rng.choice(["Yes", "No"], 300)}).to_csv(project / "data/external/clients.csv", index=False)
+                  "subscribed": rng.choice(["took", "declined"], 300)}).to_csv(project / "data/external/clients.csv", index=False)
     for schema in (project / "data/schema").glob("*.pbtxt"):
         schema.unlink()
     set_params(project, {
@@ -107,7 +108,7 @@ def test_unquoted_yes_stops_an_own_data_run_at_its_first_stage(tmp_path):
     message = result.stdout + result.stderr
     assert result.returncode != 0, message
     error = next((line for line in message.splitlines() if line.startswith("error: ")), "")
-    for fragment in ("params.yaml", "field 'problem.positive_class'", "YAML", 'positive_class: "Yes"', "['No', 'Yes']"):
+    for fragment in ("params.yaml", "field 'problem.positive_class'", "YAML", "['declined', 'took']"):
         assert fragment in error, f"{fragment!r} missing from: {error or message}"
     assert message.count("Running stage") == 1, "no stage may run after the first one failed"
     assert not list((project / "reports/notebooks").glob("*.ipynb")), "the check runs before any notebook starts"

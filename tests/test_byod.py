@@ -30,6 +30,7 @@ OWN_DATA = {
     ("preprocess", "units"): "bank",
     ("preprocess", "event_history"): None,
     ("preprocess", "valid_ranges"): {},
+    ("preprocess", "drop_columns"): ["duration"],    # a target leak: the call's length is known only after it
     ("features", "categorical"): [],
     ("evaluate", "segments"): ["job", "marital"],
 }
@@ -47,7 +48,7 @@ def test_the_pipeline_runs_on_a_teams_own_csv(tmp_path):
     result = run("dvc repro", project)                                  # 4. run
     assert "error" not in result.stdout.lower()
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    assert metrics["roc_auc"] > 0.85 and metrics["n_test"] > 8000 and metrics["meets_success_threshold"]
+    assert metrics["roc_auc"] > 0.75 and metrics["n_test"] > 8000 and metrics["meets_success_threshold"]   # no leak
     assert (project / "data/schema/bank.pbtxt").is_file(), "the first run infers the schema for review"
     predictions = pd.read_parquet(project / "data/predictions/predictions.parquet")
     assert len(predictions) == metrics["n_test"] and predictions["probability"].between(0, 1).all()

@@ -9,7 +9,8 @@ from ml_lifecycle.core import StageError, atomic_write, project_root, resolve
 from ml_lifecycle.demo_data import add_data_flaws, generate_demo_sources, simulate_customers, simulate_purchases
 from ml_lifecycle.features import build_features, feature_spec
 from ml_lifecycle.gather import database_url, gather, read_sql_source
-from ml_lifecycle.preprocess import clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs, split_table
+from ml_lifecycle.preprocess import (ROW_ID, clean_events, clean_units, infer_column_type, label_from_column, label_snapshots,
+                                     snapshot_cutoffs, split_table, type_columns, with_row_id)
 from ml_lifecycle.modelling import TRUSTED_TYPES, Problem, load_model, make_model, make_pipeline, make_preprocessor, save_model
 from ml_lifecycle.evaluate import evaluate
 from ml_lifecycle.select import best_per_candidate, search_candidates
@@ -150,6 +151,49 @@ def test_a_table_with_its_own_label_splits_by_time_or_stratified():
     stratified, _ = split_table(units, y, "id", "y", None, 0.25, 0)
     rates = stratified.groupby("split")["y"].mean()
     assert abs(rates["train"] - rates["test"]) < 0.01 and len(serving) == 250 and "y" not in serving
+
+
+@pytest.mark.parametrize("positive_class", ["Yes", "yes", True, " YES "])
+def test_positive_class_matches_however_yaml_read_it(positive_class):
+    table = pd.DataFrame({"x": range(6), "y": ["Yes", "No", None, "yes ", "", "NO"]})
+    units, y, report = label_from_column(clean_units(table, "x", [], "unknown", {}, keep=["y"])[0], "y", positive_class)
+    assert y.tolist() == [1, 0, 1, 0] and report == {"missing_label_dropped": 2}   # gaps dropped, never negatives
+
+
+@pytest.mark.parametrize("positive_class", [1, "1", 1.0, True])
+def test_positive_class_matches_numeric_labels(positive_class):
+    assert label_from_column(pd.DataFrame({"y": [1, 0, 1]}), "y", positive_class)[1].tolist() == [1, 0, 1]
+    assert label_from_column(pd.DataFrame({"y": ["1", "0", "1"]}), "y", positive_class)[1].tolist() == [1, 0, 1]
+
+
+def test_unmatched_positive_class_names_the_values_and_yaml():
+    with pytest.raises(StageError) as error:
+        label_from_column(pd.DataFrame({"y": ["stay", "leave"]}), "y", False)
+    assert error.value.field == "problem.positive_class" and "['leave', 'stay']" in error.value.problem
+    assert "YAML" in error.value.problem
+
+
+def test_without_an_id_exact_duplicate_rows_are_removed_and_counted():
+    rows = with_row_id(pd.DataFrame({"a": [1, 1, 1, 2], "b": ["x", "x", "y", "x"]}), None)
+    cleaned, report = clean_units(rows, ROW_ID, [], "unknown", {})
+    assert cleaned[ROW_ID].tolist() == [0, 2, 3] and report["duplicate_units"] == 1
+
+
+@pytest.mark.parametrize("values, kind", [
+    (["1,200", "NA", "?", " 3.5", ""] * 5, "numeric"),          # numbers stored as text
+    (["Yes", "No", None] * 10, "boolean"), (["TRUE", "false"] * 10, "boolean"),
+    ([f"ID{i}" for i in range(30)], "id"), (list(range(30)), "id"),   # unique per row
+    (["same"] * 30, "drop"), ([f"comment {i % 25}" for i in range(30)], "drop"),   # constant, near-unique text
+    (["a", "b", "c"] * 10, "categorical"), (np.linspace(0, 1, 30).tolist(), "numeric")])
+def test_each_typing_rule(values, kind):
+    assert infer_column_type(pd.Series(values, name="c"))[0] == kind
+
+
+def test_typing_counts_gaps_and_obeys_params():
+    frame = pd.DataFrame({"k": range(30), "total": [" 1,000", "?", "12"] * 10, "zip": [1000, 2000, 3000] * 10})
+    typed, decisions = type_columns(frame, "k", overrides={"zip": "categorical"})
+    assert typed["total"].dtype == "float64" and typed["total"].isna().sum() == 10 and typed["zip"].iloc[0] == "1000"
+    assert [(d["type"], d["missing_share"]) for d in decisions] == [("id", 0.0), ("numeric", 0.3333), ("categorical", 0.0)]
 
 
 def test_label_window_beyond_the_data_is_refused(business):

@@ -10,10 +10,11 @@ __all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'F
            'EXECUTED', 'PLOTS', 'VALIDATION_REPORTS', 'PROBLEM_CARD', 'PROBLEM_JSON', 'CRM_DATABASE', 'EVENT_LOG',
            'GATHER_SUMMARY', 'VALIDATION_HTML', 'STATISTICS_REPORT', 'ANOMALIES_REPORT', 'ANOMALIES_JSON',
            'VALIDATION_SUMMARY', 'DRIFT', 'UNITS', 'EVENTS', 'SNAPSHOTS', 'SERVING_SNAPSHOT', 'PREPROCESS_REPORT',
-           'TRAIN', 'TEST', 'SERVING', 'FEATURE_SPEC', 'CHOICE', 'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS',
-           'MODEL', 'THRESHOLD', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES',
-           'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH', 'STAGE_IO', 'raw_table',
-           'schema_file', 'statistics_file', 'reference_file', 'plot_file', 'executed_notebook']
+           'COLUMNS_REPORT', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING', 'FEATURE_SPEC', 'CHOICE', 'SELECTION_REPORT',
+           'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT',
+           'SEGMENTS_JSON', 'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH',
+           'STAGE_IO', 'raw_table', 'schema_file', 'statistics_file', 'reference_file', 'plot_file',
+           'executed_notebook']
 
 # %% ../../nbs/00a_catalog.ipynb #00ac005
 EXTERNAL = "data/external"        # the sources gather reads (the demo generator writes here)
@@ -41,6 +42,8 @@ VALIDATION_SUMMARY, DRIFT = f"{VALIDATION_REPORTS}/summary.json", f"{VALIDATION_
 UNITS, EVENTS = f"{INTERIM}/units.parquet", f"{INTERIM}/events.parquet"
 SNAPSHOTS, SERVING_SNAPSHOT = f"{INTERIM}/snapshots.parquet", f"{INTERIM}/serving.parquet"
 PREPROCESS_REPORT = "reports/preprocess.json"
+COLUMNS_REPORT = "reports/columns.md"          # each unit-table column's type, why, and missing share
+LEAKAGE_REPORT = "reports/leakage.md"          # each feature's ROC-AUC alone on the training rows, and its verdict
 TRAIN, TEST, SERVING = f"{FEATURES}/train.parquet", f"{FEATURES}/test.parquet", f"{FEATURES}/serving.parquet"
 FEATURE_SPEC = f"{FEATURES}/spec.json"
 CHOICE = f"{MODELS}/choice.json"
@@ -82,8 +85,8 @@ STAGE_IO = {
                  "writes": [VALIDATION, REFERENCE, VALIDATION_HTML, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
                             VALIDATION_SUMMARY, DRIFT]},
     "preprocess": {"reads": [RAW, VALIDATION],
-                   "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, PREPROCESS_REPORT]},
-    "features": {"reads": [INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC]},
+                   "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, PREPROCESS_REPORT, COLUMNS_REPORT]},
+    "features": {"reads": [INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
     "select": {"reads": [TRAIN, FEATURE_SPEC], "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
     "train": {"reads": [TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, THRESHOLD]},
     "evaluate": {"reads": [FEATURES, MODEL, THRESHOLD],

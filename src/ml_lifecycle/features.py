@@ -9,15 +9,18 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import catalog
 from .core import (StageError, params_contract, project_root, read_table, resolve, visible_columns,
                                write_json, write_table)
+from .reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'ROW_ID', 'SPLIT_FILES', 'behaviour_features', 'behaviour_columns', 'build_features', 'feature_spec',
-           'contract_columns', 'check_inputs', 'write_splits', 'run']
+__all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'PARAMS_SCHEMA', 'ROW_ID', 'SPLIT_FILES', 'behaviour_features',
+           'behaviour_columns', 'build_features', 'feature_spec', 'feature_auc', 'leakage_verdicts',
+           'write_leakage_report', 'refuse_leaks', 'contract_columns', 'check_inputs', 'write_splits', 'run']
 
 # %% ../../nbs/06_features.ipynb #06c005
 def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
@@ -52,7 +55,7 @@ def behaviour_columns(windows_days: list[int]) -> list[str]:
     return ["recency_days", "days_since_first_purchase", "lifetime_purchases", "avg_purchase_value", *windows,
             "purchase_trend", "tenure_days"]
 
-# %% ../../nbs/06_features.ipynb #06c010
+# %% ../../nbs/06_features.ipynb #06c009
 def build_features(units: pd.DataFrame, events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
                    windows_days: list[int], attributes: list[str]) -> pd.DataFrame:
     "One row per snapshot: keys, split, label, the unit's attributes and, with an event history, its behaviour."
@@ -75,11 +78,75 @@ def feature_spec(table: pd.DataFrame, id_column: str, label: str, categorical: l
             "categorical": [c for c in columns if is_text(c)]}
 
 # %% ../../nbs/06_features.ipynb #06c013
+LEAK_DEFAULTS = {"max_auc": 0.95, "margin": 0.1, "accept": []}
+LEAK_MARGIN_FLOOR = 0.75   # below this, a feature far ahead of the rest is a signal, not a suspect
+
+def feature_auc(values: pd.Series, y: pd.Series, folds: int = 5, seed: int = 0, bins: int = 20) -> float:
+    "Out-of-fold ROC-AUC of one feature alone: each row scored by the positive rate of its level or bin in the other folds."
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        codes = values if values.nunique() <= bins else pd.qcut(values, bins, labels=False, duplicates="drop")
+        codes = codes.astype("float64").fillna(-np.inf)
+    else:
+        codes = values.astype("string").fillna("\0missing")
+    y, oof = y.to_numpy(), np.zeros(len(y))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        rates = pd.Series(y[train]).groupby(codes.iloc[train].to_numpy()).mean()
+        oof[test] = codes.iloc[test].map(rates).fillna(y[train].mean()).to_numpy()
+    return float(roc_auc_score(y, oof))
+
+def leakage_verdicts(train: pd.DataFrame, features: list[str], label: str, settings: Mapping | None = None,
+                     folds: int = 5, seed: int = 0) -> list[dict]:
+    "Each feature's ROC-AUC alone on the training rows, and its verdict: ok, flagged (why), or accepted (the reason given)."
+    settings = {**LEAK_DEFAULTS, **(settings or {})}
+    accepted = {a["feature"]: a["reason"] for a in settings["accept"]}
+    y = train[label].astype("int64").reset_index(drop=True)
+    folds = min(folds, int(y.value_counts().min()) if y.nunique() == 2 else 0)
+    if folds < 2 or not features:
+        return []   # too few rows of a class to tell
+    aucs = {f: round(feature_auc(train[f].reset_index(drop=True), y, folds, seed), 4) for f in features}
+    verdicts = []
+    for feature, auc in aucs.items():
+        runner_up = max([a for f, a in aucs.items() if f != feature], default=0.5)
+        why = (f"ROC-AUC {auc:.3f} alone, at least {settings['max_auc']}" if auc >= settings["max_auc"] else
+               f"ROC-AUC {auc:.3f} alone, {auc - runner_up:.3f} above every other feature ({runner_up:.3f})"
+               if auc >= LEAK_MARGIN_FLOOR and auc - runner_up >= settings["margin"] else "")
+        verdict = ("accepted" if feature in accepted else "flagged") if why else "ok"
+        verdicts.append({"feature": feature, "roc_auc": auc, "verdict": verdict,
+                         "why": f"{why}; accepted: {accepted[feature]}" if verdict == "accepted" else why})
+    return sorted(verdicts, key=lambda v: -v["roc_auc"])
+
+def write_leakage_report(verdicts: list[dict], root: Path | None = None) -> Path:
+    "The guard's verdicts, strongest feature first, as `reports/leakage.md`."
+    flagged = [v["feature"] for v in verdicts if v["verdict"] == "flagged"]
+    return write_markdown(resolve(catalog.LEAKAGE_REPORT, root), "Leakage guard: each feature alone",
+                          f"Flagged: {flagged or 'none'}. A flagged feature fails the features stage: drop it "
+                          "(`preprocess.drop_columns`) or accept it by name with a reason (`features.leakage.accept`).",
+                          markdown_table(verdicts, ["feature", "roc_auc", "verdict", "why"]))
+
+def refuse_leaks(verdicts: list[dict]) -> None:
+    "Fail the stage (`features.leakage.accept`) on any flagged feature, naming each."
+    flagged = [v for v in verdicts if v["verdict"] == "flagged"]
+    if flagged:
+        raise StageError("features", catalog.LEAKAGE_REPORT, "features.leakage.accept",
+                         "possible target leak: " + "; ".join(f"{v['feature']} ({v['why']})" for v in flagged) +
+                         ". Drop it (preprocess.drop_columns), or accept it by name with a reason: "
+                         "features.leakage.accept: [{feature: " + flagged[0]["feature"] + ", reason: \"...\"}]")
+
+# %% ../../nbs/06_features.ipynb #06c016
 PARAMS_SCHEMA = params_contract("features", {
     "windows_days": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
     "categorical": {"type": "array", "items": {"type": "string"}},
     "impute_numeric": {"enum": ["mean", "median", "most_frequent"]},
-    "min_category_frequency": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}})
+    "min_category_frequency": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    "leakage": {"type": "object", "additionalProperties": False, "properties": {
+        "max_auc": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
+        "margin": {"type": "number", "minimum": 0, "maximum": 0.5},
+        "accept": {"type": "array", "items": {"type": "object", "required": ["feature", "reason"],
+                                              "additionalProperties": False,
+                                              "properties": {"feature": {"type": "string", "minLength": 1},
+                                                             "reason": {"type": "string", "minLength": 1}}}}}}})
 ROW_ID = "row_id"   # the made-up id of a table without one (preprocess writes it)
 SPLIT_FILES = {"train": catalog.TRAIN, "test": catalog.TEST, "serving": catalog.SERVING}
 
@@ -112,7 +179,8 @@ def write_splits(table: pd.DataFrame, label: str, root: Path) -> dict:
     return rows
 
 def run(params: Mapping, root: str | Path | None = None) -> dict:
-    "Build the feature table of every snapshot; write the train, test and serving tables and the spec."
+    """Build the feature table of every snapshot; guard against leaks (fail on a flagged feature not accepted by
+    name); write the train, test and serving tables, the spec and the guard's report."""
     root = project_root() if root is None else Path(root)
     id_column, label = params["problem"]["id_column"] or ROW_ID, params["problem"]["label"]
     settings = params["features"]
@@ -123,6 +191,11 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     table = build_features(units, events, snapshots, id_column, list(settings["windows_days"]), attributes)
     spec = {**feature_spec(table, id_column, label, list(settings["categorical"])),
             "impute_numeric": settings["impute_numeric"], "min_category_frequency": settings["min_category_frequency"]}
+    verdicts = leakage_verdicts(table[table["split"] == "train"], spec["numeric"] + spec["categorical"], label,
+                                settings.get("leakage"))
+    write_leakage_report(verdicts, root)
+    refuse_leaks(verdicts)
     rows = write_splits(table, label, root)
     write_json(spec, resolve(catalog.FEATURE_SPEC, root))
-    return {"rows": rows, "numeric": spec["numeric"], "categorical": spec["categorical"]}
+    return {"rows": rows, "numeric": spec["numeric"], "categorical": spec["categorical"],
+            "leaks_accepted": [v["feature"] for v in verdicts if v["verdict"] == "accepted"]}

@@ -21,7 +21,7 @@ tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on f
 __all__ = ['tfdv', 'stats_options', 'to_tfdv_frame', 'compute_statistics', 'feature_statistics', 'schema_path', 'read_schema',
            'write_schema', 'load_schema', 'toy_customers', 'toy_schema', 'string_domains', 'unseen_levels',
            'allow_unseen_levels', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table',
-           'skew_anomalies', 'modelling_schema', 'errors', 'raise_on_anomalies']
+           'skew_anomalies', 'free_id', 'modelling_schema', 'errors', 'raise_on_anomalies']
 
 # %% ../../nbs/00d_gate.ipynb #00dc007
 def stats_options():
@@ -179,15 +179,29 @@ def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, ro
     return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
 
 # %% ../../nbs/00d_gate.ipynb #00dc026
+def free_id(schema: schema_pb2.Schema, id_column: str) -> schema_pb2.Schema:
+    """Take the id column out of every comparison: no value domain (new units bring new ids), no drift or skew
+    comparator (row numbers of a time-ordered table grow); it must still be present, with its type."""
+    feature = tfdv.get_feature(schema, id_column)
+    if feature.HasField("domain"):
+        names = [d.name for d in schema.string_domain]
+        if feature.domain in names:
+            del schema.string_domain[names.index(feature.domain)]
+    for field in ("domain_info", "distribution_constraints", "skew_comparator", "drift_comparator"):
+        feature.ClearField(field)
+    return schema
+
 def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float = 0.1, numeric_skew: float = 0.2,
-                     max_unseen_share: float = 0.02, unseen_share_by_feature: Mapping | None = None) -> schema_pb2.Schema:
+                     max_unseen_share: float = 0.02, unseen_share_by_feature: Mapping | None = None,
+                     id_column: str | None = None) -> schema_pb2.Schema:
     """A schema for a modelling table without a committed one: inferred from training rows, label in TRAINING only,
-    each categorical taking up to `max_unseen_share` of levels training never saw (see `allow_unseen_levels`)."""
+    each categorical taking up to `max_unseen_share` of levels training never saw (see `allow_unseen_levels`), and
+    the `id_column` (if any) neither domain-checked nor compared for skew (see `free_id`)."""
     schema = allow_unseen_levels(tfdv.infer_schema(compute_statistics(training)), max_unseen_share, unseen_share_by_feature)
     schema.default_environment.extend(["TRAINING", "SERVING"])
     tfdv.get_feature(schema, label).not_in_environment.append("SERVING")
     for feature in schema.feature:
-        if feature.name == label:
+        if feature.name in (label, id_column):
             continue
         comparator = feature.skew_comparator
         if feature.type == schema_pb2.BYTES:

@@ -72,12 +72,13 @@ def batch_anomalies(path: Path, spec: dict, chunk_rows: int, training: pd.DataFr
     """TFDV anomalies of the batch against the SERVING environment, chunk by chunk, and skew of a sample against
     `training` (the labelled training rows); and the levels training never saw, with their share of the batch's rows.
     Uses the committed `features` schema, or, on a team's first run, one inferred from the training rows whose
-    categorical domains take up to `unseen["max_share"]` (per feature: `unseen["by_feature"]`) of unseen levels."""
+    categorical domains take up to `unseen["max_share"]` (per feature: `unseen["by_feature"]`) of unseen levels, and
+    whose id column is neither domain-checked nor compared for skew."""
     unseen = dict(unseen or {})
     columns = [spec["id_column"], *model_columns(spec)]
     schema = load_schema("features", root) or modelling_schema(
         training[columns + [spec["label"]]], spec["label"], max_unseen_share=unseen.get("max_share", 0.02),
-        unseen_share_by_feature=unseen.get("by_feature"))
+        unseen_share_by_feature=unseen.get("by_feature"), id_column=spec["id_column"])
     found, sample, levels, rows = [], [], {}, 0
     for chunk in iter_table(path, columns, chunk_rows, "score", "score.batch"):
         checked = validate_table(chunk, "features", root=root, environment="SERVING", schema=schema, stage="score")
