@@ -19,7 +19,7 @@ else
 $(error STACK must be "default" or "modern", not "$(STACK)")
 endif
 
-.PHONY: help env repro check test test-quick test-modern lab lock export hooks stage schema bench bench-validate bench-score FORCE
+.PHONY: help env repro check test test-quick test-modern lab lock export hooks stage schema bench bench-pipeline bench-validate bench-score FORCE
 
 help:
 	@echo "make env     create .venv from the lock of this platform's stack (STACK=default|modern to choose)"
@@ -34,7 +34,8 @@ help:
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
 	@echo "make stage NAME=<name>  scaffold a new stage: notebook, catalog entry, dvc.yaml stage, params.yaml section"
 	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
-	@echo "make bench   speed and memory figures (bench-validate, bench-score), printed, never asserted"
+	@echo "make bench   speed and memory figures (bench-pipeline, bench-validate, bench-score), printed, never asserted"
+	@echo "make bench-pipeline  forced-run seconds per stage, notebook/script ratio, no-op repro vs status, rerun diffs"
 	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at 20k-1M customers"
 	@echo "make bench-score  scoring time and memory on 1M rows (needs a finished make repro)"
 
@@ -92,7 +93,10 @@ test-modern:
 export: $(STAMP)
 	$(BIN)/nbdev-export && $(BIN)/python tools/clean_notebooks.py
 
-bench: bench-validate bench-score
+bench: bench-pipeline bench-validate bench-score
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python tools/bench_pipeline.py
 
 bench-score: $(STAMP)
 	$(BIN)/python tools/bench_score.py 1000000

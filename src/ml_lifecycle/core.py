@@ -25,12 +25,12 @@ import yaml
 from . import catalog
 
 # %% auto #0
-__all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'StageError', 'project_root', 'resolve', 'read_yaml', 'declared_params',
-           'StageParams', 'check_params', 'stage_params', 'params_contract', 'declared_view', 'atomic_write',
-           'write_json', 'read_json', 'write_table', 'write_text', 'table_columns', 'read_table', 'iter_table',
-           'require_columns', 'require_rows', 'lazy_import', 'pipeline_outputs', 'will_exist', 'visible_columns',
-           'visible_values', 'stage_module', 'check_project', 'toy_project', 'stage_notebook', 'run_stage',
-           'describe_failure', 'main']
+__all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'VOLATILE', 'StageError', 'project_root', 'resolve', 'read_yaml',
+           'declared_params', 'StageParams', 'check_params', 'stage_params', 'params_contract', 'declared_view',
+           'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text', 'table_columns', 'read_table',
+           'iter_table', 'require_columns', 'require_rows', 'lazy_import', 'pipeline_outputs', 'will_exist',
+           'visible_columns', 'visible_values', 'stage_module', 'check_project', 'toy_project', 'stage_notebook',
+           'run_stage', 'kernel_config', 'strip_volatile', 'describe_failure', 'main']
 
 # %% ../../nbs/00_core.ipynb #00c005
 class StageError(Exception):
@@ -339,11 +339,36 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernel inherits it: no TensorFlow start-up chatter
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters={"params_file": params_file},
-                            cwd=str(notebook.parent), kernel_name="python3", progress_bar=False)
+                            cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
+                            request_save_on_cell_execute=False, config=kernel_config())
     except pm.PapermillExecutionError as e:
         raise RuntimeError(describe_failure(stage, e.ename, e.evalue, e.traceback) +
                            f"\n  (the executed notebook with the full traceback is {executed.relative_to(root)})") from None
+    finally:
+        if executed.is_file():
+            strip_volatile(executed)
     return executed
+
+def kernel_config():
+    "The kernel talks over local IPC sockets, not TCP: cheaper, private, and no unencrypted-TCP warning."
+    from traitlets.config import Config
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    return config
+
+VOLATILE = ("start_time", "end_time", "duration")   # papermill's timestamps, in the notebook's and each cell's metadata
+
+def strip_volatile(path: str | Path) -> Path:
+    "Drop what changes from run to run in an executed notebook (timestamps, durations, a random cell id); keep the rest."
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):   # papermill gives the cell it injects a random id
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["id"] = "injected-parameters"
+    for meta in [nb.get("metadata", {})] + [cell.get("metadata", {}) for cell in nb.get("cells", [])]:
+        meta.pop("execution", None)
+        for key in VOLATILE:
+            meta.get("papermill", {}).pop(key, None)
+    return write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", path)
 
 def describe_failure(stage: str, ename: str, evalue: str, traceback: list[str]) -> str:
     "A `StageError` speaks for itself; anything else is shown with the notebook line that raised it."

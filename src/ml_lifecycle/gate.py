@@ -18,9 +18,9 @@ from .core import StageError, atomic_write, lazy_import, resolve
 tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on first use, not with this module
 
 # %% auto #0
-__all__ = ['tfdv', 'stats_options', 'to_tfdv_frame', 'compute_statistics', 'feature_statistics', 'schema_path', 'read_schema',
-           'write_schema', 'load_schema', 'toy_customers', 'toy_schema', 'string_domains', 'unseen_levels',
-           'allow_unseen_levels', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table',
+__all__ = ['tfdv', 'stats_options', 'to_tfdv_frame', 'compute_statistics', 'feature_statistics', 'canonical_statistics',
+           'schema_path', 'read_schema', 'write_schema', 'load_schema', 'toy_customers', 'toy_schema', 'string_domains',
+           'unseen_levels', 'allow_unseen_levels', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table',
            'skew_anomalies', 'free_id', 'modelling_schema', 'errors', 'raise_on_anomalies']
 
 # %% ../../nbs/00d_gate.ipynb #00dc007
@@ -48,7 +48,28 @@ def feature_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> di
     "The per-feature statistics of the (single) dataset in `stats`, by feature name."
     return {".".join(f.path.step): f for f in stats.datasets[0].features}
 
-# %% ../../nbs/00d_gate.ipynb #00dc010
+# %% ../../nbs/00d_gate.ipynb #00dc009
+def canonical_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> statistics_pb2.DatasetFeatureStatisticsList:
+    "A copy of `stats` whose top values and rank histograms list equal counts in value order (ranks renumbered)."
+    out = statistics_pb2.DatasetFeatureStatisticsList()
+    out.CopyFrom(stats)
+    for dataset in out.datasets:
+        for feature in dataset.features:
+            which = feature.WhichOneof("stats")
+            string_stats = feature.string_stats if which == "string_stats" else None
+            if string_stats is None:
+                continue
+            top = sorted(string_stats.top_values, key=lambda v: (-v.frequency, v.value))
+            del string_stats.top_values[:]
+            string_stats.top_values.extend(top)
+            buckets = sorted(string_stats.rank_histogram.buckets, key=lambda b: (-b.sample_count, b.label))
+            del string_stats.rank_histogram.buckets[:]
+            for rank, bucket in enumerate(buckets):
+                bucket.low_rank = bucket.high_rank = rank
+                string_stats.rank_histogram.buckets.append(bucket)
+    return out
+
+# %% ../../nbs/00d_gate.ipynb #00dc012
 def schema_path(table: str, root: Path | None = None) -> Path:
     "Where the committed schema of `table` lives."
     return resolve(catalog.schema_file(table), root)
@@ -65,7 +86,7 @@ def load_schema(table: str, root: Path | None = None) -> schema_pb2.Schema | Non
     path = schema_path(table, root)
     return read_schema(path) if path.is_file() else None
 
-# %% ../../nbs/00d_gate.ipynb #00dc012
+# %% ../../nbs/00d_gate.ipynb #00dc014
 def toy_customers(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     "Synthetic customers (for checks): a plan mix, ages with the CRM's 999 code for unknown, incomes missing for about 10%."
     rng = np.random.default_rng(seed)
@@ -87,7 +108,7 @@ def toy_schema(customers: pd.DataFrame) -> schema_pb2.Schema:
     tfdv.get_feature(schema, "plan").skew_comparator.infinity_norm.threshold = 0.1
     return schema
 
-# %% ../../nbs/00d_gate.ipynb #00dc017
+# %% ../../nbs/00d_gate.ipynb #00dc019
 def string_domains(schema: schema_pb2.Schema) -> dict[str, set[str]]:
     "The closed string domain of every feature that has one (inline, or named at the schema's top level)."
     named = {d.name: set(d.value) for d in schema.string_domain}
@@ -120,7 +141,7 @@ def allow_unseen_levels(schema: schema_pb2.Schema, max_share: float, by_feature:
             feature.distribution_constraints.min_domain_mass = 1.0 - float(by_feature.get(name, max_share))
     return schema
 
-# %% ../../nbs/00d_gate.ipynb #00dc019
+# %% ../../nbs/00d_gate.ipynb #00dc021
 def anomaly_rows(anomalies: anomalies_pb2.Anomalies, table: str, kind: str | None = None) -> list[dict]:
     "One row per (feature, reason) of a TFDV anomalies proto; comparator anomalies are `drift` unless `kind` says."
     rows = []
@@ -166,7 +187,7 @@ def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | N
         schema, environment = tfdv.infer_schema(stats), None
     return {**check_statistics(stats, table, schema, environment, stage=stage), "schema_inferred": inferred}
 
-# %% ../../nbs/00d_gate.ipynb #00dc023
+# %% ../../nbs/00d_gate.ipynb #00dc025
 def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None,
                    schema: schema_pb2.Schema | None = None, *, stage: str) -> list[dict]:
     "Training/serving skew of `serving` against `training`, by the skew comparators of `schema` (default: the committed one)."
@@ -178,7 +199,7 @@ def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, ro
                                          serving_statistics=compute_statistics(serving))
     return [r for r in anomaly_rows(anomalies, table, kind="skew") if r["anomaly"].startswith("COMPARATOR_")]
 
-# %% ../../nbs/00d_gate.ipynb #00dc026
+# %% ../../nbs/00d_gate.ipynb #00dc028
 def free_id(schema: schema_pb2.Schema, id_column: str) -> schema_pb2.Schema:
     """Take the id column out of every comparison: no value domain (new units bring new ids), no drift or skew
     comparator (row numbers of a time-ordered table grow); it must still be present, with its type."""
@@ -211,7 +232,7 @@ def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float
             comparator.jensen_shannon_divergence.source.type = schema_pb2.HistogramSelection.QUANTILES
     return schema
 
-# %% ../../nbs/00d_gate.ipynb #00dc029
+# %% ../../nbs/00d_gate.ipynb #00dc031
 def errors(results: list[dict]) -> list[dict]:
     "The anomalies that fail the stage: all of them, except those marked as warnings."
     return [a for r in results for a in r["anomalies"] if a.get("severity", "error") != "warning"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 from scipy import stats
-from sklearn.model_selection import RandomizedSearchCV
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes HalvingRandomSearchCV importable)
+from sklearn.model_selection import HalvingRandomSearchCV, cross_validate
 
 from . import catalog
 from .core import StageError, params_contract, read_json, read_table, resolve, write_json
@@ -18,7 +19,8 @@ from .modelling import CANDIDATES, METRICS, SCORING, grouped_folds, make_model, 
 from .reporting import markdown_table, write_csv, write_markdown
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate', 'choose', 'selection_page', 'run']
+__all__ = ['PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate', 'choose', 'search_seen', 'selection_page',
+           'run']
 
 # %% ../../nbs/07_select.ipynb #07c006
 def search_space(space: dict, name: str) -> dict:
@@ -38,49 +40,66 @@ def search_space(space: dict, name: str) -> dict:
 
 # %% ../../nbs/07_select.ipynb #07c009
 def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary_metric: str, cv_folds: int,
-                      n_iter: int, seed: int) -> pd.DataFrame:
-    "Every configuration tried for every candidate, with the mean and std of each metric over the folds."
+                      n_iter: int, seed: int, factor: int = 3, min_rows: int | None = None, n_jobs: int = 1) -> pd.DataFrame:
+    """Every configuration tried for every candidate, round by round (successive halving on `primary_metric`, rows as the
+    resource, from `min_rows` rows; all rows when None), then each candidate's survivor confirmed on all rows with
+    the mean and std of every metric (`confirmed` is True on those rows)."""
+    if primary_metric not in METRICS:
+        raise StageError("select", "params.yaml", "problem.primary_metric", f"must be one of {METRICS}")
     X, y, groups = train[model_columns(spec)], train[spec["label"]], train[spec["id_column"]]
+    folds = grouped_folds(cv_folds, seed)
+    first_rows = len(X) if min_rows is None else max(1, min(min_rows, len(X)))
     results = []
     for name, candidate in candidates.items():
-        pipeline = make_pipeline(spec, make_model(name, dict(candidate.get("fixed", {})), seed))
+        fixed = dict(candidate.get("fixed", {}))
+        pipeline = make_pipeline(spec, make_model(name, fixed, seed))
         space = search_space(dict(candidate.get("search", {})), name)
-        search = RandomizedSearchCV(pipeline, space or {"model__random_state": [seed]}, n_iter=n_iter if space else 1,
-                                    scoring=SCORING, refit=False, cv=grouped_folds(cv_folds, seed), random_state=seed,
-                                    n_jobs=1, error_score="raise")
+        search = HalvingRandomSearchCV(pipeline, space or {"model__random_state": [seed]}, n_candidates=n_iter if space else 1,
+                                       factor=factor, resource="n_samples", min_resources=first_rows, max_resources=len(X),
+                                       scoring=SCORING[primary_metric], refit=False, cv=folds, random_state=seed,
+                                       n_jobs=n_jobs, error_score="raise")
         search.fit(X, y, groups=groups)
         cv = pd.DataFrame(search.cv_results_)
-        rows = pd.DataFrame({"candidate": name, "fit_time_s": cv["mean_fit_time"],
-                             "settings": [{**dict(candidate.get("fixed", {})),
-                                           **{k.removeprefix("model__"): _plain(v) for k, v in p.items() if k != "model__random_state"}}
-                                          for p in cv["params"]]})
+        settings = lambda p: {**fixed, **{k.removeprefix("model__"): _plain(v) for k, v in p.items() if k != "model__random_state"}}
+        rows = pd.DataFrame({"candidate": name, "round": cv["iter"].astype(int), "rows": cv["n_resources"].astype(int),
+                             "confirmed": False, "settings": [settings(p) for p in cv["params"]],
+                             f"{primary_metric}_mean": cv["mean_test_score"], f"{primary_metric}_std": cv["std_test_score"]})
+        scores = cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=folds,
+                                scoring=SCORING, n_jobs=n_jobs, error_score="raise")
+        final = {"candidate": name, "round": int(cv["iter"].max()) + 1, "rows": len(X), "confirmed": True,
+                 "settings": settings(search.best_params_)}
         for metric, scorer in SCORING.items():
             sign = -1 if scorer.startswith("neg_") else 1
-            rows[f"{metric}_mean"], rows[f"{metric}_std"] = sign * cv[f"mean_test_{metric}"], cv[f"std_test_{metric}"]
-        results.append(rows)
-    return pd.concat(results, ignore_index=True)
+            final[f"{metric}_mean"], final[f"{metric}_std"] = sign * scores[f"test_{metric}"].mean(), scores[f"test_{metric}"].std()
+        results += [rows, pd.DataFrame([final])]
+    columns = ["candidate", "round", "rows", "confirmed", "settings"] + [f"{m}_{s}" for m in SCORING for s in ("mean", "std")]
+    return pd.concat(results, ignore_index=True)[columns]
 
 def _plain(value):
     "numpy scalars to Python numbers, for JSON and YAML."
     return value.item() if hasattr(value, "item") else value
 
 def best_per_candidate(results: pd.DataFrame, primary_metric: str) -> pd.DataFrame:
-    "Each candidate's best configuration by the primary metric, best candidate first."
+    "Each candidate's confirmed configuration (scored on all rows), best candidate first by the primary metric."
     if primary_metric not in METRICS:
         raise StageError("select", "params.yaml", "problem.primary_metric", f"must be one of {METRICS}")
     column = f"{primary_metric}_mean"
-    best = results.loc[results.groupby("candidate")[column].idxmax()]
-    return best.sort_values(column, ascending=False, kind="stable").set_index("candidate")
+    confirmed = results[results["confirmed"]] if "confirmed" in results else results
+    best = confirmed.loc[confirmed.groupby("candidate", sort=True)[column].idxmax()]
+    return best.sort_values(column, ascending=False, kind="stable").set_index("candidate").drop(columns=["round", "confirmed"], errors="ignore")
 
 # %% ../../nbs/07_select.ipynb #07c012
 PARAMS_SCHEMA = params_contract("select", {
     "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
     "n_iter": {"type": "integer", "minimum": 1, "maximum": 200},
+    "factor": {"type": "integer", "minimum": 2, "maximum": 10},
+    "min_rows": {"type": ["integer", "null"], "minimum": 20},
+    "n_jobs": {"type": "integer", "minimum": 1, "maximum": 64},
     "seed": {"type": "integer", "minimum": 0},
     "candidates": {"type": "object", "minProperties": 1, "propertyNames": {"enum": list(CANDIDATES)},
                    "additionalProperties": {"type": "object", "additionalProperties": False,
                                             "properties": {"fixed": {"type": "object"}, "search": {"type": "object"}}}},
-})
+}, required=["cv_folds", "n_iter", "seed", "candidates"])   # factor 3, min_rows null (no halving), n_jobs 1 when absent
 
 # %% ../../nbs/07_select.ipynb #07c014
 def choose(best: pd.DataFrame, primary_metric: str) -> dict:
@@ -88,12 +107,26 @@ def choose(best: pd.DataFrame, primary_metric: str) -> dict:
     chosen = best.index[0]
     return {"primary_metric": primary_metric, "chosen": chosen, "chosen_settings": best.loc[chosen, "settings"]}
 
-def selection_page(choice: dict, table: pd.DataFrame, n_iter: int, cv_folds: int) -> tuple[str, str]:
+def search_seen(tried: pd.DataFrame, settings: Mapping) -> dict:
+    "What the search saw: the training rows, the candidates, the budget and, per candidate, the rows of each round."
+    rounds = {name: [{"round": int(r), "rows": int(g["rows"].iloc[0]), "configurations": len(g)}
+                     for r, g in group[~group["confirmed"]].groupby("round")] for name, group in tried.groupby("candidate", sort=True)}
+    return {"training_rows": int(tried["rows"].max()), "candidates": sorted(rounds), "cv_folds": settings["cv_folds"],
+            "n_iter": settings["n_iter"], "factor": settings.get("factor", 3), "min_rows": settings.get("min_rows"),
+            "fits": int(sum(c["configurations"] for r in rounds.values() for c in r) * settings["cv_folds"]
+                        + len(rounds) * settings["cv_folds"]), "rounds": rounds}
+
+def selection_page(choice: dict, table: pd.DataFrame, seen: dict) -> tuple[str, str]:
     "The title and body of `reports/selection.md`."
+    rounds = "; ".join(f"{name}: " + ", ".join(f"{r['configurations']} on {r['rows']:,}" for r in rs)
+                       for name, rs in seen["rounds"].items())
     return "Model selection", (
-        f"{n_iter} sampled configurations per candidate, scored over {cv_folds} "
-        f"grouped, stratified folds. Chosen by mean `{choice['primary_metric']}`: **{choice['chosen']}** with "
-        f"`{choice['chosen_settings']}`")
+        f"The search saw **{seen['training_rows']:,} training rows** and {len(seen['candidates'])} candidates "
+        f"({', '.join(seen['candidates'])}). Budget: {seen['n_iter']} sampled configurations per candidate, successive "
+        f"halving from {seen['min_rows'] or 'all'} rows by a factor of {seen['factor']} (configurations on rows, per round: "
+        f"{rounds}), then each candidate's survivor confirmed on all rows; {seen['fits']} fits in all, over "
+        f"{seen['cv_folds']} grouped, stratified folds. Chosen by mean `{choice['primary_metric']}` on all rows: "
+        f"**{choice['chosen']}** with `{choice['chosen_settings']}`")
 
 def _as_dict(values: Mapping) -> dict:
     "A plain nested dict of a parameter view (or of a dict)."
@@ -107,14 +140,15 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     settings = params["select"]
     spec = read_json(resolve(catalog.FEATURE_SPEC, root))
     train = read_table(resolve(catalog.TRAIN, root), "select", model_columns(spec) + [spec["label"], spec["id_column"]])
-    tried = search_candidates(train, spec, _as_dict(settings["candidates"]), primary_metric,
-                              settings["cv_folds"], settings["n_iter"], settings["seed"])
+    tried = search_candidates(train, spec, _as_dict(settings["candidates"]), primary_metric, settings["cv_folds"],
+                              settings["n_iter"], settings["seed"], settings.get("factor", 3), settings.get("min_rows"),
+                              settings.get("n_jobs", 1))
     best = best_per_candidate(tried, primary_metric)
     choice = choose(best, primary_metric)
     write_json(choice, resolve(catalog.CHOICE, root))
-    table = best.drop(columns="settings").round(5)
-    write_json({**choice, "candidates": table.to_dict(orient="index")}, resolve(catalog.SELECTION_JSON, root))
+    table = best.drop(columns=["settings", "rows"]).round(5)
+    seen = search_seen(tried, settings)
+    write_json({**choice, "candidates": table.to_dict(orient="index"), "search": seen}, resolve(catalog.SELECTION_JSON, root))
     write_csv(tried.round(5), resolve(catalog.SEARCH_RESULTS, root))
-    write_markdown(resolve(catalog.SELECTION_REPORT, root),
-                   *selection_page(choice, table, settings["n_iter"], settings["cv_folds"]), markdown_table(table, index=True))
+    write_markdown(resolve(catalog.SELECTION_REPORT, root), *selection_page(choice, table, seen), markdown_table(table, index=True))
     return {**choice, f"{primary_metric}_mean": table[f"{primary_metric}_mean"].to_dict()}

@@ -19,8 +19,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from . import catalog
 from .core import (StageError, atomic_write, lazy_import, params_contract, project_root, read_json,
                                read_table, read_yaml, resolve, write_json, write_text)
-from .gate import (allow_unseen_levels, check_statistics, compute_statistics, errors, feature_statistics,
-                               load_schema,
+from .gate import (allow_unseen_levels, canonical_statistics, check_statistics, compute_statistics, errors,
+                               feature_statistics, load_schema,
                                raise_on_anomalies, schema_path, stats_options, to_tfdv_frame, write_schema)
 
 tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on first use, not with this module
@@ -120,7 +120,8 @@ def reference_path(table: str, root: Path | None = None) -> Path:
     return resolve(catalog.reference_file(table), root)
 
 def write_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, path: Path) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(stats.SerializeToString()))
+    "Write `stats` in canonical order (ties by value) and deterministic serialisation: a rerun writes the same bytes."
+    return atomic_write(path, lambda tmp: tmp.write_bytes(canonical_statistics(stats).SerializeToString(deterministic=True)))
 
 def read_statistics(path: Path) -> statistics_pb2.DatasetFeatureStatisticsList:
     return statistics_pb2.DatasetFeatureStatisticsList.FromString(Path(path).read_bytes())
@@ -260,6 +261,7 @@ def table_summary(results: list[dict]) -> dict:
 def write_outputs(results: list[dict], stats_by_table: dict, references: dict, stale_warn_only: list[dict],
                   root: Path | None = None) -> None:
     "Statistics (binary, Markdown, HTML), the anomaly report (JSON, Markdown) and the summary and drift metrics."
+    stats_by_table = {table: canonical_statistics(stats) for table, stats in stats_by_table.items()}
     for table, stats in stats_by_table.items():
         write_statistics(stats, resolve(catalog.statistics_file(table), root))
         write_text(statistics_html(stats, references.get(table)), resolve(f"{catalog.VALIDATION_HTML}/{table}.html", root))
