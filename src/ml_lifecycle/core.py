@@ -346,7 +346,7 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
                            f"\n  (the executed notebook with the full traceback is {executed.relative_to(root)})") from None
     finally:
         if executed.is_file():
-            strip_volatile(executed)
+            strip_volatile(executed, root)
     return executed
 
 def kernel_config():
@@ -358,8 +358,9 @@ def kernel_config():
 
 VOLATILE = ("start_time", "end_time", "duration")   # papermill's timestamps, in the notebook's and each cell's metadata
 
-def strip_volatile(path: str | Path) -> Path:
-    "Drop what changes from run to run in an executed notebook (timestamps, durations, a random cell id); keep the rest."
+def strip_volatile(path: str | Path, root: str | Path | None = None) -> Path:
+    """Drop what changes from run to run in an executed notebook (timestamps, durations, a random cell id) and write
+    papermill's input and output paths relative to `root`, so a clone elsewhere writes the same bytes; keep the rest."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     for cell in nb.get("cells", []):   # papermill gives the cell it injects a random id
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
@@ -368,6 +369,10 @@ def strip_volatile(path: str | Path) -> Path:
         meta.pop("execution", None)
         for key in VOLATILE:
             meta.get("papermill", {}).pop(key, None)
+    for key in ("input_path", "output_path"):
+        papermill = nb.get("metadata", {}).get("papermill", {})
+        if root is not None and papermill.get(key) and Path(papermill[key]).is_absolute():
+            papermill[key] = os.path.relpath(papermill[key], root)
     return write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", path)
 
 def describe_failure(stage: str, ename: str, evalue: str, traceback: list[str]) -> str:

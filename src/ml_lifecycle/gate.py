@@ -50,7 +50,9 @@ def feature_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> di
 
 # %% ../../nbs/00d_gate.ipynb #00dc009
 def canonical_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> statistics_pb2.DatasetFeatureStatisticsList:
-    "A copy of `stats` whose top values and rank histograms list equal counts in value order (ranks renumbered)."
+    """A copy of `stats` whose top values and rank histograms list equal counts in value order (ranks renumbered).
+    When TFDV cut a list short (more distinct values than entries), which of the values tied at the cut it kept is
+    arbitrary, so that last tied group is left out: the same data always gives the same bytes."""
     out = statistics_pb2.DatasetFeatureStatisticsList()
     out.CopyFrom(stats)
     for dataset in out.datasets:
@@ -59,15 +61,24 @@ def canonical_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> 
             string_stats = feature.string_stats if which == "string_stats" else None
             if string_stats is None:
                 continue
-            top = sorted(string_stats.top_values, key=lambda v: (-v.frequency, v.value))
+            top = _untied(sorted(string_stats.top_values, key=lambda v: (-v.frequency, v.value)),
+                          string_stats.unique, lambda v: v.frequency)
             del string_stats.top_values[:]
             string_stats.top_values.extend(top)
-            buckets = sorted(string_stats.rank_histogram.buckets, key=lambda b: (-b.sample_count, b.label))
+            buckets = _untied(sorted(string_stats.rank_histogram.buckets, key=lambda b: (-b.sample_count, b.label)),
+                              string_stats.unique, lambda b: b.sample_count)
             del string_stats.rank_histogram.buckets[:]
             for rank, bucket in enumerate(buckets):
                 bucket.low_rank = bucket.high_rank = rank
                 string_stats.rank_histogram.buckets.append(bucket)
     return out
+
+def _untied(entries: list, distinct: int, count) -> list:
+    "`entries` (most frequent first) without the group tied at the cut, when the list was cut short."
+    if not entries or distinct <= len(entries):
+        return entries
+    cut = count(entries[-1])
+    return [e for e in entries if count(e) != cut]
 
 # %% ../../nbs/00d_gate.ipynb #00dc012
 def schema_path(table: str, root: Path | None = None) -> Path:
