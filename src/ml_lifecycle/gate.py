@@ -53,6 +53,7 @@ def canonical_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> 
     """A copy of `stats` whose top values and rank histograms list equal counts in value order (ranks renumbered).
     When TFDV cut a list short (more distinct values than entries), which of the values tied at the cut it kept is
     arbitrary, so that last tied group is left out: the same data always gives the same bytes."""
+    options = stats_options()
     out = statistics_pb2.DatasetFeatureStatisticsList()
     out.CopyFrom(stats)
     for dataset in out.datasets:
@@ -62,20 +63,20 @@ def canonical_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList) -> 
             if string_stats is None:
                 continue
             top = _untied(sorted(string_stats.top_values, key=lambda v: (-v.frequency, v.value)),
-                          string_stats.unique, lambda v: v.frequency)
+                          string_stats.unique, lambda v: v.frequency, options.num_top_values)
             del string_stats.top_values[:]
             string_stats.top_values.extend(top)
             buckets = _untied(sorted(string_stats.rank_histogram.buckets, key=lambda b: (-b.sample_count, b.label)),
-                              string_stats.unique, lambda b: b.sample_count)
+                              string_stats.unique, lambda b: b.sample_count, options.num_rank_histogram_buckets)
             del string_stats.rank_histogram.buckets[:]
             for rank, bucket in enumerate(buckets):
                 bucket.low_rank = bucket.high_rank = rank
                 string_stats.rank_histogram.buckets.append(bucket)
     return out
 
-def _untied(entries: list, distinct: int, count) -> list:
-    "`entries` (most frequent first) without the group tied at the cut, when the list was cut short."
-    if not entries or distinct <= len(entries):
+def _untied(entries: list, distinct: int, count, limit: int) -> list:
+    "`entries` (most frequent first) without the group tied at the cut, when TFDV cut the list at `limit` (idempotent)."
+    if len(entries) < limit or distinct <= len(entries):
         return entries
     cut = count(entries[-1])
     return [e for e in entries if count(e) != cut]
