@@ -24,6 +24,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ml_lifecycle.core._json_default': ('core.html#_json_default', 'ml_lifecycle/core.py'),
                                    'ml_lifecycle.core._source_files': ('core.html#_source_files', 'ml_lifecycle/core.py'),
                                    'ml_lifecycle.core._table_file': ('core.html#_table_file', 'ml_lifecycle/core.py'),
+                                   'ml_lifecycle.core._visible_files': ('core.html#_visible_files', 'ml_lifecycle/core.py'),
                                    'ml_lifecycle.core.atomic_write': ('core.html#atomic_write', 'ml_lifecycle/core.py'),
                                    'ml_lifecycle.core.check_params': ('core.html#check_params', 'ml_lifecycle/core.py'),
                                    'ml_lifecycle.core.check_project': ('core.html#check_project', 'ml_lifecycle/core.py'),

@@ -269,16 +269,20 @@ def _source_files(params: Mapping, table: str, root: Path) -> list[str]:
     files = sorted(glob.glob(str(resolve(source["path"], root)))) if "path" in source else []
     return [f for f in files if Path(f).suffix in TABLE_FORMATS]
 
+def _visible_files(params: Mapping, table: str, root: Path) -> list:
+    "The files that show `table` now: its source files, else its gathered copy."
+    return _source_files(params, table, root) or [f for f in [resolve(catalog.raw_table(table), root)] if f.is_file()]
+
 def visible_columns(params: Mapping, table: str, root: str | Path | None = None) -> list[str] | None:
     "The columns of `table`: its source file's header, else its gathered copy's; None when neither exists yet."
     root = Path(root or project_root())
-    files = _source_files(params, table, root) or [f for f in [resolve(catalog.raw_table(table), root)] if f.is_file()]
+    files = _visible_files(params, table, root)
     return table_columns(files[0], "check") if files else None
 
 def visible_values(params: Mapping, table: str, column: str, root: str | Path | None = None) -> pd.Series | None:
     "The values of one column of `table`, read alone, from the same files as `visible_columns`."
     root = Path(root or project_root())
-    files = _source_files(params, table, root) or [f for f in [resolve(catalog.raw_table(table), root)] if f.is_file()]
+    files = _visible_files(params, table, root)
     if not files or column not in table_columns(files[0], "check"):
         return None
     read = lambda f: pd.read_parquet(f, columns=[column]) if f.endswith(".parquet") else pd.read_csv(f, usecols=[column])
