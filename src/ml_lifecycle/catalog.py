@@ -10,10 +10,10 @@ __all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'F
            'EXECUTED', 'PLOTS', 'VALIDATION_REPORTS', 'PROBLEM_CARD', 'PROBLEM_JSON', 'CRM_DATABASE', 'EVENT_LOG',
            'GATHER_SUMMARY', 'VALIDATION_HTML', 'STATISTICS_REPORT', 'ANOMALIES_REPORT', 'ANOMALIES_JSON',
            'VALIDATION_SUMMARY', 'DRIFT', 'UNITS', 'EVENTS', 'SNAPSHOTS', 'SERVING_SNAPSHOT', 'PREPROCESS_REPORT',
-           'COLUMNS_REPORT', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING', 'FEATURE_SPEC', 'CHOICE', 'SELECTION_REPORT',
-           'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT',
-           'SEGMENTS_JSON', 'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH',
-           'STAGE_IO', 'raw_table', 'schema_file', 'statistics_file', 'reference_file', 'plot_file',
+           'COLUMNS_REPORT', 'CLEANING', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING', 'FEATURE_SPEC', 'CHOICE',
+           'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD', 'MODEL_CARD', 'METRICS',
+           'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY',
+           'SCORE_BATCH', 'STAGE_IO', 'raw_table', 'schema_file', 'statistics_file', 'reference_file', 'plot_file',
            'executed_notebook']
 
 # %% ../../nbs/00a_catalog.ipynb #00ac005
@@ -43,6 +43,7 @@ UNITS, EVENTS = f"{INTERIM}/units.parquet", f"{INTERIM}/events.parquet"
 SNAPSHOTS, SERVING_SNAPSHOT = f"{INTERIM}/snapshots.parquet", f"{INTERIM}/serving.parquet"
 PREPROCESS_REPORT = "reports/preprocess.json"
 COLUMNS_REPORT = "reports/columns.md"          # each unit-table column's type, why, and missing share
+CLEANING = f"{INTERIM}/cleaning.json"          # the typing decisions as a recipe: how preprocess and score clean rows
 LEAKAGE_REPORT = "reports/leakage.md"          # each feature's ROC-AUC alone on the training rows, and its verdict
 TRAIN, TEST, SERVING = f"{FEATURES}/train.parquet", f"{FEATURES}/test.parquet", f"{FEATURES}/serving.parquet"
 FEATURE_SPEC = f"{FEATURES}/spec.json"
@@ -85,12 +86,12 @@ STAGE_IO = {
                  "writes": [VALIDATION, REFERENCE, VALIDATION_HTML, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
                             VALIDATION_SUMMARY, DRIFT]},
     "preprocess": {"reads": [RAW, VALIDATION],
-                   "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, PREPROCESS_REPORT, COLUMNS_REPORT]},
+                   "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, PREPROCESS_REPORT, COLUMNS_REPORT]},
     "features": {"reads": [INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
     "select": {"reads": [TRAIN, FEATURE_SPEC], "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
     "train": {"reads": [TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, THRESHOLD]},
     "evaluate": {"reads": [FEATURES, MODEL, THRESHOLD],
                  "writes": [MODEL_CARD, SEGMENTS_REPORT, METRICS, SEGMENTS_JSON, *map(plot_file, PLOT_NAMES)]},
-    "score": {"reads": [SCHEMA, TRAIN, FEATURE_SPEC, MODEL, THRESHOLD, SCORE_BATCH],
+    "score": {"reads": [SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, THRESHOLD, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }

@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 
 from . import catalog
+from .cleaning import ROW_ID
 from .core import (StageError, params_contract, project_root, read_table, resolve, visible_columns,
                                write_json, write_table)
 from .reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'PARAMS_SCHEMA', 'ROW_ID', 'SPLIT_FILES', 'behaviour_features',
-           'behaviour_columns', 'build_features', 'feature_spec', 'feature_auc', 'leakage_verdicts',
-           'write_leakage_report', 'refuse_leaks', 'contract_columns', 'check_inputs', 'write_splits', 'run']
+__all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'PARAMS_SCHEMA', 'SPLIT_FILES', 'behaviour_features', 'behaviour_columns',
+           'build_features', 'feature_spec', 'feature_auc', 'leakage_verdicts', 'write_leakage_report', 'refuse_leaks',
+           'contract_columns', 'check_inputs', 'write_splits', 'run']
 
 # %% ../../nbs/06_features.ipynb #06c005
 def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
@@ -101,6 +102,10 @@ def leakage_verdicts(train: pd.DataFrame, features: list[str], label: str, setti
     "Each feature's ROC-AUC alone on the training rows, and its verdict: ok, flagged (why), or accepted (the reason given)."
     settings = {**LEAK_DEFAULTS, **(settings or {})}
     accepted = {a["feature"]: a["reason"] for a in settings["accept"]}
+    unknown = [f for f in accepted if f not in features]
+    if unknown:
+        raise StageError("features", "params.yaml", "features.leakage.accept",
+                         f"{unknown} are not features of the model (features: {features[:30]}): check the names")
     y = train[label].astype("int64").reset_index(drop=True)
     folds = min(folds, int(y.value_counts().min()) if y.nunique() == 2 else 0)
     if folds < 2 or not features:
@@ -147,7 +152,6 @@ PARAMS_SCHEMA = params_contract("features", {
                                               "additionalProperties": False,
                                               "properties": {"feature": {"type": "string", "minLength": 1},
                                                              "reason": {"type": "string", "minLength": 1}}}}}}})
-ROW_ID = "row_id"   # the made-up id of a table without one (preprocess writes it)
 SPLIT_FILES = {"train": catalog.TRAIN, "test": catalog.TEST, "serving": catalog.SERVING}
 
 def contract_columns(table: str, root: Path) -> list[str]:

@@ -12,143 +12,33 @@ import numpy as np
 import pandas as pd
 
 from . import catalog
+from .cleaning import (COLUMN_TYPES, ROW_ID, clean_rows, cleaning_recipe, decide_types, missing_share,
+                                   unit_id, with_row_id)
 from .core import (StageError, params_contract, project_root, read_table, require_columns, require_rows,
                                resolve, visible_columns, visible_values, write_json, write_table)
 from .modelling import Problem
 from .reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['ROW_ID', 'COLUMN_TYPES', 'MISSING_TOKENS', 'BOOLEAN_WORDS', 'NUMBER_WORDS', 'MIN_ROWS_FOR_UNIQUENESS',
-           'YAML_BOOLEANS', 'PARAMS_SCHEMA', 'unit_id', 'with_row_id', 'is_text', 'clean_text', 'text_as_numbers',
-           'text_as_booleans', 'infer_column_type', 'missing_share', 'type_columns', 'columns_report', 'clean_units',
-           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot', 'label_token',
-           'known_labels', 'is_positive', 'require_positive_class', 'label_from_column', 'split_table', 'date_columns',
-           'labels_from_events', 'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
+__all__ = ['YAML_BOOLEANS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units', 'amount_cap', 'clean_events', 'snapshot_cutoffs',
+           'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels', 'positive_classes', 'is_positive',
+           'require_positive_class', 'label_from_column', 'split_table', 'date_columns', 'labels_from_events',
+           'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
 
 # %% ../../nbs/05_preprocess.ipynb #05c005
-ROW_ID = "row_id"
-
-def unit_id(id_column: str | None) -> str:
-    "The column that identifies a unit: `problem.id_column`, or the made-up row number."
-    return id_column or ROW_ID
-
-def with_row_id(raw: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
-    "`raw` itself when it has a natural key; otherwise with its row number as a first column, `row_id`."
-    return raw if id_column else raw.reset_index(drop=True).rename_axis(ROW_ID).reset_index()
-
-def is_text(values: pd.Series, categorical: list[str]) -> bool:
-    "Is the column a code (declared categorical, text or boolean) rather than a quantity?"
-    return values.name in categorical or values.dtype == object or pd.api.types.is_bool_dtype(values)
-
-def clean_text(values: pd.Series, missing_category: str) -> pd.Series:
-    "Codes as trimmed text, with gaps (missing or blank) as the explicit level `missing_category`."
-    return values.astype("string").str.strip().fillna(missing_category).replace("", missing_category).astype(object)
-
-# %% ../../nbs/05_preprocess.ipynb #05c008
-COLUMN_TYPES = ("numeric", "categorical", "boolean", "id", "drop")
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-", "--"})
-BOOLEAN_WORDS = {"true": True, "false": False, "yes": True, "no": False, "y": True, "n": False, "t": True, "f": False}
-NUMBER_WORDS = {"1": "true", "0": "false", "1.0": "true", "0.0": "false"}   # a boolean override on 0/1 codes
-MIN_ROWS_FOR_UNIQUENESS = 20
-
-def text_as_numbers(values: pd.Series) -> pd.Series | None:
-    "The numbers a text column holds (missing tokens as gaps, thousands separators removed), or None if any cell is no number."
-    text = values.astype("string").str.strip()
-    gaps = text.isna() | text.str.lower().isin(MISSING_TOKENS)
-    text = text.mask(gaps)
-    grouped = text.str.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?").fillna(False)
-    numbers = pd.to_numeric(text.where(~grouped, text.str.replace(",", "", regex=False)), errors="coerce")
-    if gaps.all() or numbers[~gaps].isna().any():
-        return None
-    return numbers.astype("float64")
-
-def text_as_booleans(values: pd.Series) -> pd.Series | None:
-    "True/False (None for gaps) when every filled cell is a yes/no, true/false, y/n or t/f word; else None."
-    text = values.astype("string").str.strip().str.lower()
-    text = text.mask(text.isin(MISSING_TOKENS))
-    filled = text.dropna()
-    if filled.empty or not filled.isin(BOOLEAN_WORDS).all():
-        return None
-    return text.map(BOOLEAN_WORDS, na_action="ignore").astype(object).where(text.notna(), None)
-
-def infer_column_type(values: pd.Series, categorical: list[str] = ()) -> tuple[str, str]:
-    "The type of one (non-key) column and why, by the rules above (overrides are applied by `type_columns`)."
-    n, filled = len(values), values.dropna()
-    if values.name in categorical:
-        return "categorical", "declared in features.categorical"
-    if values.nunique(dropna=False) <= 1:
-        return "drop", "constant: a single value"
-    unique_per_row = n >= MIN_ROWS_FOR_UNIQUENESS and len(filled) == n and filled.nunique() == n
-    if pd.api.types.is_bool_dtype(values):
-        return "boolean", "true/false values"
-    if pd.api.types.is_numeric_dtype(values):
-        if unique_per_row and pd.api.types.is_integer_dtype(values):
-            return "id", "whole numbers, distinct on every row: an identifier"
-        return "numeric", "numbers"
-    if values.dtype != object and not pd.api.types.is_string_dtype(values):
-        return "categorical", f"{values.dtype} values"
-    if text_as_numbers(values) is not None:
-        return "numeric", "numbers stored as text"
-    if text_as_booleans(values) is not None:
-        return "boolean", "yes/no or true/false text"
-    if unique_per_row:
-        return "id", "text distinct on every row: an identifier"
-    if n >= MIN_ROWS_FOR_UNIQUENESS and filled.nunique() > 0.5 * len(filled):
-        return "drop", f"near-unique text ({filled.nunique() / len(filled):.0%} of filled cells distinct)"
-    return "categorical", "text"
-
-def missing_share(values: pd.Series) -> float:
-    "The share of gaps: missing cells, and blank or missing-token text."
-    text = values.astype("string").str.strip().str.lower()
-    return float((values.isna() | text.isin(MISSING_TOKENS)).mean()) if len(values) else 0.0
-
-def type_columns(df: pd.DataFrame, id_column: str, categorical: list[str] = (), overrides: Mapping | None = None,
-                 keep: list[str] = (), date_columns: list[str] = ()) -> tuple[pd.DataFrame, list[dict]]:
-    """`df` with every column typed (numbers from text, booleans from yes/no text, ids and constant or near-unique
-    text left out), and one decision per column: column, type, why, missing share."""
-    overrides, df, decisions = dict(overrides or {}), df.copy(), []
-    for col in list(df.columns):
-        share = round(missing_share(df[col]), 4)
-        if col in overrides:
-            kind, why = overrides[col], "params: preprocess.column_types"
-        elif col == id_column:
-            kind, why = "id", "the unit id (problem.id_column)" if col != ROW_ID else "the row number (no id column)"
-        elif col in keep:
-            kind, why = "label", "problem.label"
-        elif col in date_columns:
-            kind, why = "date", "a date column (parsed)"
-        else:
-            kind, why = infer_column_type(df[col], categorical)
-        decisions.append({"column": col, "type": kind, "why": why, "missing_share": share})
-        if col == id_column or kind in ("label", "date"):
-            continue
-        if kind in ("id", "drop"):
-            df = df.drop(columns=col)
-        elif kind == "numeric" and not pd.api.types.is_numeric_dtype(df[col]):
-            numbers = text_as_numbers(df[col])
-            df[col] = numbers if numbers is not None else pd.to_numeric(df[col], errors="coerce")
-        elif kind == "boolean" and not pd.api.types.is_bool_dtype(df[col]):
-            words = df[col].map(lambda v: v if pd.isna(v) else NUMBER_WORDS.get(str(v).strip().lower(), str(v)))
-            booleans = text_as_booleans(words)
-            df[col] = booleans if booleans is not None else df[col]
-        elif kind == "categorical" and df[col].dtype != object and col not in categorical:   # declared: clean_units
-            df[col] = df[col].astype("string").astype(object).where(df[col].notna(), None)
-    return df, decisions
-
 def columns_report(decisions: list[dict]) -> str:
     "The typing decisions as a Markdown table, for `reports/columns.md`."
     return markdown_table([{**d, "missing_share": f"{d['missing_share']:.1%}"} for d in decisions],
                           ["column", "type", "why", "missing_share"])
 
-# %% ../../nbs/05_preprocess.ipynb #05c010
 def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str], missing_category: str,
                 valid_ranges: dict, date_columns: list[str] = (), drop_columns: list[str] = (),
                 stage: str = "preprocess", keep: list[str] = (), column_types: Mapping | None = None
-                ) -> tuple[pd.DataFrame, dict]:
-    """One typed row per unit, impossible values set to missing; and counts of what changed, with the typing
-    decisions under `columns` (see `type_columns`; `column_types` overrides them). Duplicates are rows sharing the
-    id, or, when the id is the made-up row number, rows equal in every other column. Columns in `keep` (the label)
-    are left as read: no gap in them is filled."""
+                ) -> tuple[pd.DataFrame, dict, dict]:
+    """One typed row per unit, impossible values set to missing; counts of what changed, with the typing decisions
+    under `columns` (see `cleaning.decide_types`; `column_types` overrides them); and the cleaning recipe. Duplicates
+    are rows sharing the id, or, when the id is the made-up row number, rows equal in every other column. Columns in
+    `keep` (the label) are left as read: no gap in them is filled."""
     df = raw.drop(columns=[c for c in drop_columns if c in raw])
     key = [id_column] if id_column != ROW_ID or ROW_ID not in raw else [c for c in df.columns if c != ROW_ID]
     df = df.drop_duplicates(subset=key, keep="first").copy()
@@ -157,26 +47,18 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
         df[col] = pd.to_datetime(df[col], errors="coerce")
         report[f"unparseable_{col}"] = int(df[col].isna().sum())
         df = df[df[col].notna()]
-    df, decisions = type_columns(df, id_column, categorical, column_types, keep, date_columns)
+    decisions = decide_types(df, id_column, categorical, column_types, keep, date_columns)
     dropped = [{"column": c, "type": "drop", "why": "params: preprocess.drop_columns",
                 "missing_share": round(missing_share(raw[c]), 4)} for c in drop_columns if c in raw]
     order = {c: i for i, c in enumerate(raw.columns)}
     report["columns"] = sorted(dropped + decisions, key=lambda d: order[d["column"]])
-    categorical = [*categorical, *(d["column"] for d in decisions if d["type"] == "categorical")]
-    text = [c for c in df.columns if is_text(df[c], categorical)]
-    for col in text:
-        if col != id_column and col not in keep:
-            df[col] = clean_text(df[col], missing_category)
-    for col, (low, high) in valid_ranges.items():
-        if col in df:
-            values = pd.to_numeric(df[col], errors="coerce")
-            impossible = values.notna() & ~values.between(low, high)
-            report[f"impossible_{col}_set_missing"] = int(impossible.sum())
-            df[col] = values.mask(impossible)
+    recipe = cleaning_recipe(report["columns"], id_column, keep[0] if keep else None, missing_category, valid_ranges)
+    df, counts = clean_rows(df, recipe)
+    report.update({k: v for k, v in counts.items() if v or k.startswith("impossible_")})
     report["units_out"] = len(df)
-    return require_rows(df.reset_index(drop=True), stage, f"{catalog.RAW} unit table", "units left"), report
+    return require_rows(df.reset_index(drop=True), stage, f"{catalog.RAW} unit table", "units left"), report, recipe
 
-# %% ../../nbs/05_preprocess.ipynb #05c013
+# %% ../../nbs/05_preprocess.ipynb #05c008
 def amount_cap(events: pd.DataFrame, before: pd.Timestamp, quantile: float) -> float:
     "The `quantile` of positive purchase amounts strictly before `before` (so the hold-out period cannot move it)."
     fit = events.loc[(events["timestamp"] < before) & (events["amount"] > 0), "amount"]
@@ -208,7 +90,7 @@ def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap
     df = df.sort_values(["timestamp", id_column], kind="stable").reset_index(drop=True)
     return require_rows(df, stage, f"{catalog.RAW}/events.parquet", "purchases left"), report
 
-# %% ../../nbs/05_preprocess.ipynb #05c016
+# %% ../../nbs/05_preprocess.ipynb #05c011
 def snapshot_cutoffs(problem: Problem, train_snapshots: int) -> dict[pd.Timestamp, str]:
     "The hold-out cutoff (`test`) and `train_snapshots` earlier cutoffs (`train`), `horizon_days` apart."
     step = pd.Timedelta(days=problem.horizon_days)
@@ -242,7 +124,7 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
                              f"the {split} snapshots hold only one class; a classifier needs both")
     return snapshots.sort_values(["cutoff", idc], kind="stable").reset_index(drop=True)
 
-# %% ../../nbs/05_preprocess.ipynb #05c019
+# %% ../../nbs/05_preprocess.ipynb #05c014
 def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, problem: Problem,
                      stage: str = "preprocess") -> pd.DataFrame:
     "Customers active on `as_of`, with no label: the batch to score."
@@ -255,7 +137,7 @@ def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Ti
     snapshot = pd.DataFrame({idc: np.sort(active.to_numpy()), "cutoff": as_of, "split": "serving"})
     return require_rows(snapshot, stage, f"{catalog.RAW}/events.parquet", f"customers active on {as_of:%Y-%m-%d}")
 
-# %% ../../nbs/05_preprocess.ipynb #05c022
+# %% ../../nbs/05_preprocess.ipynb #05c017
 YAML_BOOLEANS = {True: ("yes", "true", "on"), False: ("no", "false", "off")}
 
 def label_token(value) -> str:
@@ -275,20 +157,26 @@ def known_labels(values: pd.Series) -> pd.Series:
     "Which rows carry a label (neither missing nor blank)."
     return values.notna() & (values.astype(str).str.strip() != "")
 
+def positive_classes(positive_class) -> list:
+    "`problem.positive_class` as a list of the values that count as positive."
+    return list(positive_class) if isinstance(positive_class, (list, tuple)) else [positive_class]
+
 def is_positive(values: pd.Series, positive_class) -> pd.Series:
-    "Which label values are the positive class, by `label_token` on both sides."
-    return values.map(label_token) == label_token(positive_class)
+    "Which label values are the positive class (any of them, for a list), by `label_token` on both sides."
+    return values.map(label_token).isin({label_token(v) for v in positive_classes(positive_class)})
 
 def require_positive_class(values: pd.Series, label: str, positive_class, stage: str = "preprocess") -> None:
-    "Raise a `StageError` on `problem.positive_class` unless it matches one of the known label `values`."
-    if is_positive(values, positive_class).any():
+    "Raise a `StageError` on `problem.positive_class` unless each value it names matches one of the known label `values`."
+    tokens = set(values.map(label_token))
+    absent = [v for v in positive_classes(positive_class) if label_token(v) not in tokens]
+    if not absent:
         return
     present = sorted(set(values.astype(str)))
-    problem = (f"{positive_class!r} never occurs in column '{label}' (values: {present[:10]}; compared trimmed, "
+    problem = (f"{absent[0]!r} never occurs in column '{label}' (values: {present[:10]}; compared trimmed, "
                "in any case, yes/true and no/false alike)")
-    if isinstance(positive_class, bool):
-        meant = next((v for v in present if v.lower() in YAML_BOOLEANS[positive_class]), None)
-        problem += (f"; YAML read the unquoted value as the boolean {str(positive_class).lower()} (it reads Yes, No, "
+    if isinstance(absent[0], bool):
+        meant = next((v for v in present if v.lower() in YAML_BOOLEANS[absent[0]]), None)
+        problem += (f"; YAML read the unquoted value as the boolean {str(absent[0]).lower()} (it reads Yes, No, "
                     f"On, Off, True and False so): quote it, e.g. positive_class: \"{meant or 'Yes'}\"")
     raise StageError(stage, "params.yaml", "problem.positive_class", problem)
 
@@ -326,7 +214,7 @@ def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, t
     serving = snapshots.loc[snapshots["split"] == "test", [id_column, "cutoff"]].assign(split="serving")
     return snapshots, serving.reset_index(drop=True)
 
-# %% ../../nbs/05_preprocess.ipynb #05c025
+# %% ../../nbs/05_preprocess.ipynb #05c020
 def date_columns(history: Mapping | None, timestamp_column: str | None) -> list[str]:
     "The unit table's date columns to parse: the signup date with an event history, else `timestamp_column` if any."
     return [history["signup_column"]] if history else [c for c in [timestamp_column] if c]
@@ -358,7 +246,7 @@ def split_report(snapshots: pd.DataFrame, label: str) -> pd.DataFrame:
     "Rows and positive rate of each split."
     return snapshots.groupby("split").agg(rows=(label, "size"), positive_rate=(label, "mean"))
 
-# %% ../../nbs/05_preprocess.ipynb #05c028
+# %% ../../nbs/05_preprocess.ipynb #05c023
 PARAMS_SCHEMA = params_contract("preprocess", {
     "units": {"type": "string", "minLength": 1},
     "event_history": {"oneOf": [{"type": "null"}, {
@@ -412,11 +300,13 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     settings, history = params["preprocess"], params["preprocess"]["event_history"]
     id_column, units_table = unit_id(problem.id_column), catalog.raw_table(settings["units"])
     raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
-    units, report = clean_units(raw_units, id_column, list(params["features"]["categorical"]), settings["missing_category"],
-                                {k: tuple(v) for k, v in settings["valid_ranges"].items()},
-                                date_columns(history, settings.get("timestamp_column")), list(settings.get("drop_columns", [])),
-                                keep=[] if history else [problem.label], column_types=settings.get("column_types"))
+    units, report, recipe = clean_units(
+        raw_units, id_column, list(params["features"]["categorical"]), settings["missing_category"],
+        {k: tuple(v) for k, v in settings["valid_ranges"].items()}, date_columns(history, settings.get("timestamp_column")),
+        list(settings.get("drop_columns", [])), keep=[] if history else [problem.label],
+        column_types=settings.get("column_types"))
     decisions = report.pop("columns")
+    write_json(recipe, resolve(catalog.CLEANING, root))
     write_markdown(resolve(catalog.COLUMNS_REPORT, root), f"Column types: {settings['units']}",
                    "How each column of the unit table was typed, and why; override any decision in "
                    "`preprocess.column_types` (numeric, categorical, boolean, id, drop).", columns_report(decisions))

@@ -13,15 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import catalog
+from .cleaning import ROW_ID, clean_rows, with_row_id
 from .core import (StageError, atomic_write, iter_table, params_contract, project_root, read_json, resolve,
-                               will_exist, write_json)
+                               table_columns, will_exist, write_json)
 from .gate import load_schema, modelling_schema, skew_anomalies, validate_table
 from .modelling import load_model, model_columns
 from .reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'check_inputs', 'score_chunk', 'write_predictions', 'batch_anomalies', 'unseen_level_rows',
-           'write_batch_report', 'refuse_batch', 'run']
+__all__ = ['PARAMS_SCHEMA', 'check_inputs', 'batch_chunks', 'score_chunk', 'write_predictions', 'batch_anomalies',
+           'unseen_level_rows', 'write_batch_report', 'refuse_batch', 'run']
 
 # %% ../../nbs/10_score.ipynb #10c006
 PARAMS_SCHEMA = params_contract("score", {
@@ -36,7 +37,24 @@ def check_inputs(params: Mapping, root: str | Path) -> None:
         raise StageError("score", "params.yaml", "score.batch",
                          f"{batch} does not exist and no stage writes it: put the batch there, or point score.batch at it")
 
-# %% ../../nbs/10_score.ipynb #10c011
+# %% ../../nbs/10_score.ipynb #10c009
+def batch_chunks(path: Path, spec: dict, recipe: dict, chunk_rows: int, counts: dict | None = None) -> Iterator[pd.DataFrame]:
+    """The batch `chunk_rows` rows at a time: the id and the model's columns, cleaned by `recipe` (`cleaning.clean_rows`).
+    A batch without the made-up `row_id` is numbered by its row order. Cells set missing are added up in `counts`."""
+    id_column, columns = spec["id_column"], model_columns(spec)
+    numbered = id_column == ROW_ID and id_column not in table_columns(path, "score", "score.batch")
+    start = 0
+    for chunk in iter_table(path, columns if numbered else [id_column, *columns], chunk_rows, "score", "score.batch"):
+        if numbered:
+            chunk = with_row_id(chunk, None, start)
+            start += len(chunk)
+        chunk, changed = clean_rows(chunk, recipe)
+        for key, n in changed.items():
+            if counts is not None and n:
+                counts[key] = counts.get(key, 0) + n
+        yield chunk
+
+# %% ../../nbs/10_score.ipynb #10c012
 def score_chunk(model, chunk: pd.DataFrame, spec: dict, threshold: float) -> pd.DataFrame:
     "Id, predicted probability and the decision (act or not, at the threshold) for every row of `chunk`."
     proba = model.predict_proba(chunk[model_columns(spec)])[:, 1]
@@ -66,21 +84,23 @@ def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
     return {"rows": rows, "decided_positive": summary["decided_positive"],
             "decided_positive_rate": summary["decided_positive"] / rows, "mean_probability": summary["probability_sum"] / rows}
 
-# %% ../../nbs/10_score.ipynb #10c014
-def batch_anomalies(path: Path, spec: dict, chunk_rows: int, training: pd.DataFrame, skew_sample_rows: int,
-                    root: Path | None = None, unseen: Mapping | None = None) -> tuple[list[dict], list[dict]]:
-    """TFDV anomalies of the batch against the SERVING environment, chunk by chunk, and skew of a sample against
+# %% ../../nbs/10_score.ipynb #10c015
+def batch_anomalies(chunks: Iterator[pd.DataFrame], spec: dict, training: pd.DataFrame, skew_sample_rows: int,
+                    root: Path | None = None, unseen: Mapping | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+    """TFDV anomalies of the batch's (cleaned) `chunks` against the SERVING environment, and skew of a sample against
     `training` (the labelled training rows); and the levels training never saw, with their share of the batch's rows.
     Uses the committed `features` schema, or, on a team's first run, one inferred from the training rows whose
     categorical domains take up to `unseen["max_share"]` (per feature: `unseen["by_feature"]`) of unseen levels, and
-    whose id column is neither domain-checked nor compared for skew."""
+    whose id column is neither domain-checked nor compared for skew. Skew refuses a batch under a committed (reviewed)
+    schema; under an inferred one it is returned apart, as warnings: the model can score a shifted batch."""
     unseen = dict(unseen or {})
     columns = [spec["id_column"], *model_columns(spec)]
-    schema = load_schema("features", root) or modelling_schema(
+    committed = load_schema("features", root)
+    schema = committed or modelling_schema(
         training[columns + [spec["label"]]], spec["label"], max_unseen_share=unseen.get("max_share", 0.02),
         unseen_share_by_feature=unseen.get("by_feature"), id_column=spec["id_column"])
     found, sample, levels, rows = [], [], {}, 0
-    for chunk in iter_table(path, columns, chunk_rows, "score", "score.batch"):
+    for chunk in chunks:
         checked = validate_table(chunk, "features", root=root, environment="SERVING", schema=schema, stage="score")
         found += checked["anomalies"]
         rows += checked["rows"]
@@ -89,10 +109,13 @@ def batch_anomalies(path: Path, spec: dict, chunk_rows: int, training: pd.DataFr
             levels[key] = levels.get(key, 0) + level["rows"]
         if sum(map(len, sample)) < skew_sample_rows:
             sample.append(chunk)
+    if not rows:
+        raise StageError("score", "score.batch", None, "the batch is empty: nothing to score")
     serving = pd.concat(sample).head(skew_sample_rows)
-    found += skew_anomalies(training[columns], serving, "features", root=root, schema=schema, stage="score")
+    skew = skew_anomalies(training[columns], serving, "features", root=root, schema=schema, stage="score")
+    found += skew if committed else []
     unique = list({(a["feature"], a["anomaly"]): a for a in found}.values())   # the same anomaly in many chunks is one
-    return unique, unseen_level_rows(levels, rows, unique)
+    return unique, unseen_level_rows(levels, rows, unique), [] if committed else skew
 
 def unseen_level_rows(levels: Mapping, rows: int, anomalies: list[dict]) -> list[dict]:
     "One row per (feature, level) training never saw: its rows, share of the batch, and whether it refused the batch."
@@ -101,17 +124,26 @@ def unseen_level_rows(levels: Mapping, rows: int, anomalies: list[dict]) -> list
             "verdict": "refused" if feature in refused else "warning"} for (feature, level), n in levels.items()]
     return sorted(out, key=lambda u: (u["feature"], -u["rows"], u["level"]))
 
-def write_batch_report(anomalies: list[dict], batch: str, root: Path | None = None, unseen: list[dict] = ()) -> Path:
-    """The batch's anomalies, one row per (feature, anomaly), and the levels training never saw with their share of
-    rows (warnings below the tolerated share, refusals above it), as `reports/score/anomalies.md`."""
+def write_batch_report(anomalies: list[dict], batch: str, root: Path | None = None, unseen: list[dict] = (),
+                       skew: list[dict] = (), cells: Mapping | None = None) -> Path:
+    """The batch's anomalies, one row per (feature, anomaly); the levels training never saw with their share of rows
+    (warnings below the tolerated share, refusals above it); skew warnings; and the cells the cleaning set missing;
+    as `reports/score/anomalies.md`."""
     table = markdown_table(anomalies, ["feature", "anomaly", "description"]) if anomalies else ""
     levels = ("## Levels training never saw\n\nThe model scores them like its rare levels. Below the tolerated share "
               "(`validate.unseen_levels`) they warn; above it they refuse the batch. Widen the domain in "
               "`data/schema/features.pbtxt`, or raise the share, if they are expected.\n\n" +
               markdown_table([{**u, "share": f"{u['share']:.2%}"} for u in unseen],
                              ["feature", "level", "rows", "share", "verdict"])) if unseen else ""
+    shifted = ("## Skew against the training rows (warnings)\n\nThe batch's distribution differs from training beyond "
+               "the inferred schema's thresholds. It is scored: the model can score it, but its probabilities may be "
+               "less reliable here. Once `data/schema/features.pbtxt` is reviewed and committed, its skew thresholds "
+               "refuse a batch instead.\n\n" + markdown_table(skew, ["feature", "anomaly", "description"])) if skew else ""
+    cleaned = ("## Cells the cleaning set missing\n\nAs in training (`data/interim/cleaning.json`): numbers that could "
+               "not be read, and values outside `preprocess.valid_ranges`.\n\n" +
+               markdown_table([{"count": k, "cells": v} for k, v in sorted(cells.items())], ["count", "cells"])) if cells else ""
     return write_markdown(resolve(catalog.SCORE_ANOMALIES, root), f"Batch validation: {batch}",
-                          f"Anomalies: {len(anomalies)}", table, levels)
+                          f"Anomalies: {len(anomalies)}", table, levels, shifted, cleaned)
 
 def refuse_batch(anomalies: list[dict], batch: str) -> None:
     "Refuse the batch (a `StageError` of stage `score`) on its first anomaly, naming the feature."
@@ -120,23 +152,26 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
         raise StageError("score", batch, first["feature"], f"batch refused: {first['anomaly']}: {first['description']} "
                          f"({len(anomalies)} anomalies; see {catalog.SCORE_ANOMALIES})")
 
-# %% ../../nbs/10_score.ipynb #10c017
+# %% ../../nbs/10_score.ipynb #10c018
 def run(params: Mapping, root: str | Path | None = None) -> dict:
-    "Validate the batch (refuse it on any anomaly), score it chunk by chunk, write the predictions and a summary."
+    """Clean the batch as training was, validate it (refuse it on any anomaly), score it chunk by chunk, write the
+    predictions and a summary."""
     root = Path(root or project_root())
     settings = params["score"]
     spec, threshold = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))["threshold"]
-    batch, columns = resolve(settings["batch"], root), [spec["id_column"], *model_columns(spec)]
-    training = pd.read_parquet(resolve(catalog.TRAIN, root), columns=[*columns, spec["label"]])
-    unseen_settings = params["validate"]["unseen_levels"]
-    anomalies, unseen = batch_anomalies(batch, spec, settings["chunk_rows"], training, settings["skew_sample_rows"], root,
-                                        {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]})
-    write_batch_report(anomalies, settings["batch"], root, unseen)
+    recipe, batch = read_json(resolve(catalog.CLEANING, root)), resolve(settings["batch"], root)
+    training = pd.read_parquet(resolve(catalog.TRAIN, root), columns=[spec["id_column"], *model_columns(spec), spec["label"]])
+    unseen_settings, cells = params["validate"]["unseen_levels"], {}
+    anomalies, unseen, skew = batch_anomalies(
+        batch_chunks(batch, spec, recipe, settings["chunk_rows"], cells), spec, training, settings["skew_sample_rows"], root,
+        {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]})
+    write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
     refuse_batch(anomalies, settings["batch"])
     model = load_model(resolve(catalog.MODEL, root), stage="score")
     summary = write_predictions((score_chunk(model, chunk, spec, threshold) for chunk in
-                                 iter_table(batch, columns, settings["chunk_rows"], "score", "score.batch")),
+                                 batch_chunks(batch, spec, recipe, settings["chunk_rows"])),
                                 resolve(catalog.PREDICTIONS_FILE, root))
-    summary = {**summary, "threshold": threshold, "unseen_levels": len(unseen)}
+    summary = {**summary, "threshold": threshold, "unseen_levels": len(unseen), "skew_warnings": len(skew),
+               "cells_set_missing": cells}
     write_json(summary, resolve(catalog.SCORE_SUMMARY, root))
     return summary

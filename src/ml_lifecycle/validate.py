@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from . import catalog
+from .cleaning import text_as_numbers
 from .core import (StageError, atomic_write, lazy_import, params_contract, project_root, read_json,
                                read_table, read_yaml, resolve, write_json, write_text)
 from .gate import (allow_unseen_levels, canonical_statistics, check_statistics, compute_statistics, errors,
@@ -26,13 +27,28 @@ from .gate import (allow_unseen_levels, canonical_statistics, check_statistics, 
 tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on first use, not with this module
 
 # %% auto #0
-__all__ = ['tfdv', 'HTML_NOTE', 'ANOMALY_TYPES', 'PARAMS_SCHEMA', 'record_batch_for_tfdv', 'beam_statistics', 'beam_input',
-           'beam_options', 'statistics_rows', 'statistics_markdown', 'statistics_html', 'reference_path',
-           'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics', 'apply_policy',
-           'anomalies_markdown', 'schema_text', 'schema_diff', 'propose_schemas', 'table_summary', 'write_outputs',
-           'check_inputs', 'run', 'validation_view']
+__all__ = ['tfdv', 'HTML_NOTE', 'ANOMALY_TYPES', 'PARAMS_SCHEMA', 'read_numbers_in_text', 'record_batch_for_tfdv',
+           'beam_statistics', 'beam_input', 'beam_options', 'statistics_rows', 'statistics_markdown', 'statistics_html',
+           'reference_path', 'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics',
+           'apply_policy', 'anomalies_markdown', 'schema_text', 'schema_diff', 'propose_schemas', 'table_summary',
+           'write_outputs', 'check_inputs', 'run', 'validation_view']
 
 # %% ../../nbs/04_validate.ipynb #04c008
+def read_numbers_in_text(df: pd.DataFrame, schema: schema_pb2.Schema | None) -> tuple[pd.DataFrame, list[str]]:
+    """`df` with its numbers-as-text columns as numbers (see above: all of them without a schema, those the schema
+    types INT or FLOAT with one), and the names of the columns read so."""
+    numeric = None if schema is None else {f.name for f in schema.feature if f.type in (schema_pb2.INT, schema_pb2.FLOAT)}
+    out, converted = df, []
+    for col in df.columns:
+        if df[col].dtype != object or (numeric is not None and col not in numeric):
+            continue
+        numbers = text_as_numbers(df[col])
+        if numbers is not None:
+            out = out.assign(**{col: numbers})
+            converted.append(col)
+    return out, converted
+
+# %% ../../nbs/04_validate.ipynb #04c011
 def record_batch_for_tfdv(batch: pa.RecordBatch) -> pa.RecordBatch:
     "One Arrow batch, converted as `to_tfdv_frame` converts a table, in the list-column layout TFDV's Beam API reads."
     from tfx_bsl.arrow import table_util
@@ -72,7 +88,7 @@ def beam_options(options: dict, root: Path | None = None) -> dict:
         out["extra_packages"] = [local(p) for p in out["extra_packages"]]
     return out
 
-# %% ../../nbs/04_validate.ipynb #04c011
+# %% ../../nbs/04_validate.ipynb #04c014
 def statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> list[dict]:
     "One row per feature: type, missing fraction, and range (numbers) or distinct and top values (strings)."
     rows = []
@@ -114,7 +130,7 @@ def statistics_html(stats: statistics_pb2.DatasetFeatureStatisticsList,
     from tensorflow_data_validation.utils.display_util import get_statistics_html
     return HTML_NOTE + get_statistics_html(stats, reference, lhs_name="current", rhs_name="reference (last accepted)")
 
-# %% ../../nbs/04_validate.ipynb #04c018
+# %% ../../nbs/04_validate.ipynb #04c021
 def reference_path(table: str, root: Path | None = None) -> Path:
     "Where the statistics of the last accepted `table` live (a persistent DVC output of this stage)."
     return resolve(catalog.reference_file(table), root)
@@ -140,7 +156,7 @@ def drift_metrics(results: list[dict]) -> dict:
     return {r["table"]: {feature: {measure: round(m["value"], 6) for measure, m in measures.items()}
                          for feature, measures in sorted(r["drift"].items())} for r in results}
 
-# %% ../../nbs/04_validate.ipynb #04c022
+# %% ../../nbs/04_validate.ipynb #04c025
 ANOMALY_TYPES = sorted(anomalies_pb2.AnomalyInfo.Type.keys())
 
 PARAMS_SCHEMA = params_contract("validate", {
@@ -181,7 +197,7 @@ def apply_policy(results: list[dict], warn_only: list[dict] = (), drift_action: 
             a["severity"] = "error"
     return [w for key, w in named.items() if key not in used]
 
-# %% ../../nbs/04_validate.ipynb #04c024
+# %% ../../nbs/04_validate.ipynb #04c027
 def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) -> str:
     "A Markdown page: the tables checked, one line per anomaly (errors first), the drift measured, stale exceptions."
     lines = ["# Data validation", "", "| table | rows | schema | drift reference | errors | warnings |",
@@ -218,7 +234,7 @@ def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) ->
         lines += [f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only]
     return "\n".join(lines) + "\n"
 
-# %% ../../nbs/04_validate.ipynb #04c027
+# %% ../../nbs/04_validate.ipynb #04c030
 def schema_text(schema: schema_pb2.Schema) -> str:
     "A canonical text form of `schema` (no comments, fixed formatting), for comparing two schemas."
     return text_format.MessageToString(schema)
@@ -252,11 +268,13 @@ def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candida
         print(f"candidates written to {out.relative_to(root)}/ (data/schema/ is unchanged)")
     return diffs
 
-# %% ../../nbs/04_validate.ipynb #04c030
+# %% ../../nbs/04_validate.ipynb #04c033
 def table_summary(results: list[dict]) -> dict:
     "Rows, errors and warnings per table: the stage's summary metrics."
     return {r["table"]: {"rows": r["rows"], "anomalies": sum(a["severity"] == "error" for a in r["anomalies"]),
-                         "warnings": sum(a["severity"] == "warning" for a in r["anomalies"])} for r in results}
+                         "warnings": sum(a["severity"] == "warning" for a in r["anomalies"]),
+                         **({"read_as_numbers": r["read_as_numbers"]} if r.get("read_as_numbers") else {})}
+            for r in results}
 
 def write_outputs(results: list[dict], stats_by_table: dict, references: dict, stale_warn_only: list[dict],
                   root: Path | None = None) -> None:
@@ -271,7 +289,7 @@ def write_outputs(results: list[dict], stats_by_table: dict, references: dict, s
     write_json(table_summary(results), resolve(catalog.VALIDATION_SUMMARY, root))
     write_json(drift_metrics(results), resolve(catalog.DRIFT, root))
 
-# %% ../../nbs/04_validate.ipynb #04c033
+# %% ../../nbs/04_validate.ipynb #04c036
 def check_inputs(params: Mapping, root: str | Path) -> None:
     "Every table in `validate.tables` is a gather source, or its gathered copy is already in `data/raw/`."
     sources = params.get("gather") or {}
@@ -281,7 +299,7 @@ def check_inputs(params: Mapping, root: str | Path) -> None:
                              f"'{table}' is no gather source (gather: {sorted(sources)}) and {catalog.raw_table(table)} "
                              "does not exist: name a source under gather:, or remove the table")
 
-# %% ../../nbs/04_validate.ipynb #04c036
+# %% ../../nbs/04_validate.ipynb #04c039
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Validate every table in `validate.tables`; write statistics and reports; fail on errors; else accept the data."
     root = Path(root or project_root())
@@ -289,13 +307,14 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     beam = settings["beam"]
     stats_by_table, references, results = {}, {}, []
     for table in settings["tables"]:
+        schema, inferred, converted = load_schema(table, root), False, []
         if settings["engine"] == "beam":
             options = beam["options"]
             options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
             stats = beam_statistics(beam_input(beam["input_dir"], table, root), beam_options(options, root))
         else:
-            stats = compute_statistics(read_table(resolve(catalog.raw_table(table), root), "validate"))
-        schema, inferred = load_schema(table, root), False
+            frame, converted = read_numbers_in_text(read_table(resolve(catalog.raw_table(table), root), "validate"), schema)
+            stats = compute_statistics(frame)
         if schema is None:   # a new table: a first draft to review and commit, open to a few unseen categories
             unseen = settings["unseen_levels"]
             schema, inferred = allow_unseen_levels(tfdv.infer_schema(stats), unseen["max_share"], unseen["by_feature"]), True
@@ -303,7 +322,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
         stats_by_table[table], references[table] = stats, load_reference(table, root)
         results.append({**check_statistics(stats, table, schema, reference=references[table], stage="validate"),
                         "source": catalog.raw_table(table), "schema_inferred": inferred,
-                        "has_reference": references[table] is not None})
+                        "has_reference": references[table] is not None, "read_as_numbers": converted})
     stale = apply_policy(results, list(settings["warn_only"]), settings["drift_action"])
     write_outputs(results, stats_by_table, references, stale, root)
     raise_on_anomalies(results, stage="validate")
@@ -312,7 +331,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     return {r["table"]: {**summary[r["table"]], "schema_inferred": r["schema_inferred"],
                          "has_reference": r["has_reference"]} for r in results}
 
-# %% ../../nbs/04_validate.ipynb #04c040
+# %% ../../nbs/04_validate.ipynb #04c043
 def validation_view(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
     "The last run's per-feature statistics and its anomalies (errors first), as tables, read from the stage's outputs."
     tables = read_json(resolve(catalog.ANOMALIES_JSON, root))["tables"]
