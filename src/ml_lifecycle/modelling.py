@@ -47,7 +47,8 @@ PROBLEM_SCHEMA = {
             "description": {"type": "string"},
             "id_column": {"type": ["string", "null"], "minLength": 1},
             "label": {"type": "string", "minLength": 1},
-            "positive_class": {"type": ["string", "integer", "boolean"]},
+            "positive_class": {"oneOf": [{"type": ["string", "integer", "boolean"]},
+                                         {"type": "array", "minItems": 1, "items": {"type": ["string", "integer", "boolean"]}}]},
             "cutoff_date": {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
             "horizon_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 730},
             "active_window_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 1825},
@@ -99,7 +100,7 @@ class Problem:
     def to_dict(self) -> dict:
         return {**asdict(self), "cutoff_date": self.cutoff_date.strftime("%Y-%m-%d") if self.cutoff_date else None}
 
-# %% ../../nbs/00c_modelling.ipynb #00cc010
+# %% ../../nbs/00c_modelling.ipynb #00cc009
 def decision_profit(y_true, decision, p: Problem) -> float:
     "Profit of contacting the customers where `decision` is 1, relative to contacting nobody."
     y_true, decision = np.asarray(y_true).astype(bool), np.asarray(decision).astype(bool)
@@ -125,7 +126,7 @@ def naive_profits(y_true, p: Problem) -> dict:
     y_true = np.asarray(y_true)
     return {"contact_none": 0.0, "contact_all": decision_profit(y_true, np.ones_like(y_true), p)}
 
-# %% ../../nbs/00c_modelling.ipynb #00cc014
+# %% ../../nbs/00c_modelling.ipynb #00cc012
 def make_preprocessor(spec: dict, impute_numeric: str = "median", min_category_frequency: float = 0.01
                       ) -> ColumnTransformer:
     "Impute and scale numeric columns, one-hot encode categoricals (unseen and rare levels share a column)."
@@ -136,7 +137,7 @@ def make_preprocessor(spec: dict, impute_numeric: str = "median", min_category_f
     return ColumnTransformer([("numeric", numeric, spec["numeric"]), ("categorical", categorical, spec["categorical"])],
                              verbose_feature_names_out=True)
 
-# %% ../../nbs/00c_modelling.ipynb #00cc017
+# %% ../../nbs/00c_modelling.ipynb #00cc015
 CANDIDATES: dict[str, type[ClassifierMixin]] = {
     "logistic_regression": LogisticRegression,
     "random_forest": RandomForestClassifier,
@@ -158,7 +159,7 @@ def make_pipeline(spec: dict, model: ClassifierMixin) -> Pipeline:
     return Pipeline([("features", make_preprocessor(spec, spec["impute_numeric"], spec["min_category_frequency"])),
                      ("model", model)])
 
-# %% ../../nbs/00c_modelling.ipynb #00cc020
+# %% ../../nbs/00c_modelling.ipynb #00cc018
 SCORING = {"roc_auc": "roc_auc", "average_precision": "average_precision", "log_loss": "neg_log_loss",
            "brier": "neg_brier_score"}
 
@@ -169,7 +170,7 @@ def grouped_folds(cv_folds: int, seed: int) -> StratifiedGroupKFold:
     "Stratified folds that keep every customer's snapshots on one side."
     return StratifiedGroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
 
-# %% ../../nbs/00c_modelling.ipynb #00cc023
+# %% ../../nbs/00c_modelling.ipynb #00cc021
 TRUSTED_TYPES = (
     "numpy.dtype",
     "sklearn.tree._tree.Tree",                                              # random forest

@@ -24,7 +24,8 @@ def problem_card(p: Problem) -> str:
         label = f"`{p.label}` = 1 when there is no event in the {p.horizon_days} days after the cutoff"
         holdout = f"| Hold-out cutoff | {p.cutoff_date:%Y-%m-%d}; training uses only earlier cutoffs |\n"
     else:
-        label, holdout = f"`{p.label}` = 1 when it equals `{p.positive_class}`", ""
+        classes = p.positive_class if isinstance(p.positive_class, (list, tuple)) else [p.positive_class]
+        label, holdout = f"`{p.label}` = 1 when it is {' or '.join(f'`{c}`' for c in classes)}", ""
     return f"""# Problem definition: {p.name}
 
 {p.description}
