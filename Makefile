@@ -19,11 +19,12 @@ else
 $(error STACK must be "default" or "modern", not "$(STACK)")
 endif
 
-.PHONY: help env repro check test test-quick test-modern lab lock export hooks stage schema bench bench-pipeline bench-validate bench-score FORCE
+.PHONY: help env repro no-demo check test test-quick test-modern lab lock export hooks stage schema bench bench-pipeline bench-validate bench-score FORCE
 
 help:
 	@echo "make env     create .venv from the lock of this platform's stack (STACK=default|modern to choose)"
 	@echo "make repro   bootstrap the environment and run the pipeline (dvc repro)"
+	@echo "make no-demo  leave the example business out: its stage, params and outputs (for a project on its own data)"
 	@echo "make check   check params.yaml against every stage's contract and the data in sight (every stage runs it first)"
 	@echo "make test    bootstrap the environment and run the tests"
 	@echo "make test-quick  the tests without the slow end-to-end pipeline runs"
@@ -66,6 +67,9 @@ FORCE:
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
+
+no-demo:
+	python3 tools/drop_demo.py
 
 check: $(STAMP)
 	$(BIN)/ml-lifecycle check

@@ -126,6 +126,21 @@ def test_copier_rejects_an_invalid_package_name(template, tmp_path):
     assert not (tmp_path / "bad" / "src").exists()
 
 
+def test_a_project_on_its_own_data_carries_no_demo(template, tmp_path):
+    "Answering no to `demo`: the demo stage, its params and anything it would write are left out; the rest stays."
+    dest = tmp_path / "own"
+    copier("copy", "--trust", "--defaults", "--vcs-ref", "v0.1.0", "--data", "demo=false", str(template), str(dest),
+           cwd=tmp_path)
+    stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    assert "demo_data" not in stages and "demo_data" not in params
+    assert list(stages)[:2] == ["problem", "gather"] and "gather" in params and "# " in (dest / "params.yaml").read_text()
+    assert not (dest / "data/external/crm.sqlite").exists() and not (dest / "data/external/events").exists()
+    default = tmp_path / "default"
+    copier("copy", "--trust", "--defaults", "--vcs-ref", "v0.1.0", str(template), str(default), cwd=tmp_path)
+    assert "demo_data" in yaml.safe_load((default / "dvc.yaml").read_text())["stages"]   # the default keeps it
+
+
 @pytest.fixture(scope="module")
 def project_env(generated, tmp_path_factory):
     """A throw-away venv on top of this environment (a .pth file points at its site-packages) with the generated
