@@ -12,12 +12,13 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 ADULT = DATASETS / "adult.csv"
 QUICK = {("select", "n_iter"): 2, ("select", "cv_folds"): 3, ("train", "cv_folds"): 3,
          ("select", "candidates", "random_forest", "fixed", "n_estimators"): 60,
-         ("evaluate", "importance_repeats"): 2, ("demo_data", "n_customers"): 200}
+         ("evaluate", "importance_repeats"): 2}
 
 
 def own_data_project(tmp_path, csv, table, params):
-    "The README's steps: copy the file in, drop the example's schemas, point params.yaml at it."
+    "The README's steps: leave the demo out, copy the file in, drop the example's schemas, point params.yaml at it."
     project = copy_project(tmp_path / "project")
+    run("python3 tools/drop_demo.py", project)
     shutil.copy(csv, project / "data/external" / csv.name)
     for schema in (project / "data/schema").glob("*.pbtxt"):
         schema.unlink()
@@ -48,6 +49,7 @@ def test_rare_categories_in_the_held_out_rows_are_scored_and_named(tmp_path):
     assert "Anomalies: 0" in report and "| native-country | Holand-Netherlands | 1 |" in report and "| warning |" in report
     predictions = pd.read_parquet(project / "data/predictions/predictions.parquet")
     assert len(predictions) == metrics["n_test"] and predictions["probability"].between(0, 1).all()
+    assert not (project / "data/external/crm.sqlite").exists(), "an own-data project carries no demo"
     schema = (project / "data/schema/adult.pbtxt").read_text()
     assert "min_domain_mass: 0.98" in schema, "the first run's inferred draft tolerates a few unseen categories"
 
@@ -103,6 +105,19 @@ def test_bank_marketing_duration_is_flagged_then_dropped_by_params(tmp_path):
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["roc_auc"] >= baseline_roc_auc(project, "subscribe") - 0.01, metrics
 
+    # New rows as they come from the source (a raw CSV slice: the held-out clients, label removed) are cleaned by the
+    # training recipe and get exactly the probabilities the modelling-table path gave the same rows.
+    modelled = pd.read_parquet(project / "data/predictions/predictions.parquet")
+    raw = pd.read_csv(BANK).iloc[modelled["row_id"]].drop(columns="subscribe")
+    raw.to_csv(project / "data/external/new_clients.csv", index=False)
+    set_params(project, {("score", "batch"): "data/external/new_clients.csv"})
+    result = run("dvc repro score", project, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    scored = pd.read_parquet(project / "data/predictions/predictions.parquet")
+    assert scored["row_id"].tolist() == list(range(len(raw)))   # a batch without ids is numbered by its rows
+    assert scored["probability"].to_numpy().tolist() == modelled["probability"].to_numpy().tolist()
+    assert scored["decision"].tolist() == modelled["decision"].tolist()
+
 
 OCCUPANCY = DATASETS / "occupancy.csv"
 
@@ -111,12 +126,12 @@ OCCUPANCY = DATASETS / "occupancy.csv"
 @pytest.mark.skipif(not OCCUPANCY.is_file(), reason="../shared/datasets/occupancy.csv is not here")
 def test_occupancy_splits_by_date_and_accepts_its_sensors_by_name(tmp_path):
     """Occupancy: separate Date and Time text columns; split by time on `Date` (rows are in time order, so the latest
-    rows are the test set). The label is a count 0-3; params alone pick one value, so the problem is "the room is
-    empty" (positive class 0), whose ROC-AUC equals that of "occupied". `Time` is distinct on every row: an id, left out.
-    The guard flags the light sensors, real signals: accepted by name, one params line each."""
+    days are the test set). The label is a head count 0-3; the problem is "the room is occupied": positive_class
+    [1, 2, 3]. `Time` is distinct on every row: an id, left out. The guard flags the light sensors, real signals:
+    accepted by name, one params line each. The later, warmer days are scored, their skew named as a warning."""
     project = own_data_project(tmp_path, OCCUPANCY, "rooms", {
-        ("problem", "name"): "empty room", ("problem", "label"): "Room_Occupancy_Count", ("problem", "positive_class"): 0,
-        ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
+        ("problem", "name"): "occupied room", ("problem", "label"): "Room_Occupancy_Count",
+        ("problem", "positive_class"): [1, 2, 3], ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
     result = run("dvc repro features", project, check=False)
     assert result.returncode != 0 and "features.leakage.accept" in result.stdout + result.stderr
     flagged = [line.split("|")[1].strip() for line in (project / "reports/leakage.md").read_text().splitlines()
@@ -126,11 +141,17 @@ def test_occupancy_splits_by_date_and_accepts_its_sensors_by_name(tmp_path):
     assert "| Date | date |" in columns and "| Time | id | text distinct on every row" in columns and "| S1_Temp | numeric |" in columns
     set_params(project, {("features", "leakage", "accept"): [
         {"feature": f, "reason": "the sensor reads the room's use as it happens: known at scoring"} for f in flagged]})
-    # Up to evaluate: with a time split the stand-in batch (the last days) is warmer than training, and the score
-    # stage rightly refuses it for skew (S1_Temp, Jensen-Shannon 0.33 > 0.2).
-    result = run("dvc repro evaluate", project, check=False)
+    result = run("dvc repro", project, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     snapshots = pd.read_parquet(project / "data/interim/snapshots.parquet")
     assert snapshots.loc[snapshots["split"] == "train", "cutoff"].max() <= snapshots.loc[snapshots["split"] == "test", "cutoff"].min()
+    occupied = pd.read_csv(OCCUPANCY)["Room_Occupancy_Count"].gt(0).mean()
+    preprocess = json.loads((project / "reports/preprocess.json").read_text())
+    positive = sum(s["rows"] * s["positive_rate"] for s in preprocess["split"].values()) / sum(s["rows"] for s in preprocess["split"].values())
+    assert abs(positive - occupied) < 0.01, (positive, occupied)   # 1, 2 and 3 people all count as occupied
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["roc_auc"] >= baseline_roc_auc(project, "Room_Occupancy_Count") - 0.01, metrics
+    summary = json.loads((project / "reports/score/summary.json").read_text())
+    assert summary["rows"] == metrics["n_test"], summary
+    if summary["skew_warnings"]:
+        assert "Skew against the training rows (warnings)" in (project / "reports/score/anomalies.md").read_text()
