@@ -22,6 +22,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'ml_lifecycle.cleaning.parse_numbers': ('cleaning.html#parse_numbers', 'ml_lifecycle/cleaning.py'),
                                        'ml_lifecycle.cleaning.text_as_booleans': ( 'cleaning.html#text_as_booleans',
                                                                                    'ml_lifecycle/cleaning.py'),
+                                       'ml_lifecycle.cleaning.text_as_dates': ('cleaning.html#text_as_dates', 'ml_lifecycle/cleaning.py'),
                                        'ml_lifecycle.cleaning.text_as_numbers': ( 'cleaning.html#text_as_numbers',
                                                                                   'ml_lifecycle/cleaning.py'),
                                        'ml_lifecycle.cleaning.unit_id': ('cleaning.html#unit_id', 'ml_lifecycle/cleaning.py'),

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['ROW_ID', 'COLUMN_TYPES', 'MISSING_TOKENS', 'BOOLEAN_WORDS', 'NUMBER_WORDS', 'MIN_ROWS_FOR_UNIQUENESS', 'unit_id',
-           'with_row_id', 'as_text', 'clean_text', 'parse_numbers', 'text_as_numbers', 'text_as_booleans',
-           'infer_column_type', 'missing_share', 'decide_types', 'cleaning_recipe', 'as_boolean_codes', 'clean_rows']
+__all__ = ['ROW_ID', 'COLUMN_TYPES', 'MISSING_TOKENS', 'BOOLEAN_WORDS', 'NUMBER_WORDS', 'MIN_ROWS_FOR_UNIQUENESS', 'DATE_TEXT',
+           'unit_id', 'with_row_id', 'as_text', 'clean_text', 'parse_numbers', 'text_as_numbers', 'text_as_booleans',
+           'text_as_dates', 'infer_column_type', 'missing_share', 'decide_types', 'cleaning_recipe', 'as_boolean_codes',
+           'clean_rows']
 
 # %% ../../nbs/00e_cleaning.ipynb #00ec005
 ROW_ID = "row_id"
@@ -73,6 +74,18 @@ def text_as_booleans(values: pd.Series) -> pd.Series | None:
         return None
     return text.map(BOOLEAN_WORDS, na_action="ignore").astype(object).where(text.notna(), None)
 
+DATE_TEXT = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}"
+
+def text_as_dates(values: pd.Series) -> pd.Series | None:
+    "The dates a text column holds (every filled cell a date, with or without a time; missing tokens as gaps), or None."
+    text = values.astype("string").str.strip()
+    text = text.mask(text.str.lower().isin(MISSING_TOKENS))
+    filled = text.dropna()
+    if filled.empty or not filled.str.fullmatch(DATE_TEXT).all():
+        return None
+    dates = pd.to_datetime(text, errors="coerce")
+    return None if dates[text.notna()].isna().any() else dates
+
 def infer_column_type(values: pd.Series, categorical: list[str] = ()) -> tuple[str, str]:
     "The type of one (non-key) column and why, by the rules above (overrides are applied by `decide_types`)."
     n, filled = len(values), values.dropna()
@@ -93,6 +106,8 @@ def infer_column_type(values: pd.Series, categorical: list[str] = ()) -> tuple[s
         return "numeric", "numbers stored as text"
     if text_as_booleans(values) is not None:
         return "boolean", "yes/no or true/false text"
+    if text_as_dates(values) is not None:
+        return "date", "dates stored as text: parsed, not a model input"
     if unique_per_row:
         return "id", "text distinct on every row: an identifier"
     if n >= MIN_ROWS_FOR_UNIQUENESS and filled.nunique() > 0.5 * len(filled):
