@@ -9,8 +9,9 @@ from ml_lifecycle.core import StageError, atomic_write, project_root, resolve
 from ml_lifecycle.demo_data import add_data_flaws, generate_demo_sources, simulate_customers, simulate_purchases
 from ml_lifecycle.features import build_features, feature_spec
 from ml_lifecycle.gather import database_url, gather, read_sql_source
-from ml_lifecycle.preprocess import (ROW_ID, clean_events, clean_units, infer_column_type, label_from_column, label_snapshots,
-                                     snapshot_cutoffs, split_table, type_columns, with_row_id)
+from ml_lifecycle.cleaning import ROW_ID, clean_rows, cleaning_recipe, decide_types, infer_column_type, with_row_id
+from ml_lifecycle.preprocess import (clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs,
+                                     split_table)
 from ml_lifecycle.modelling import TRUSTED_TYPES, Problem, load_model, make_model, make_pipeline, make_preprocessor, save_model
 from ml_lifecycle.evaluate import evaluate
 from ml_lifecycle.select import best_per_candidate, search_candidates
@@ -30,7 +31,7 @@ def business():
     customers = simulate_customers(3000, START, END, rng)
     events = simulate_purchases(customers, START, END, rng)
     raw_customers, raw_events = add_data_flaws(customers, events, rng)
-    clean_c, _ = clean_units(raw_customers, "customer_id", ["region", "channel", "plan", "email_opt_in"],
+    clean_c, _, _ = clean_units(raw_customers, "customer_id", ["region", "channel", "plan", "email_opt_in"],
                              "unknown", {"age": (18, 100)}, date_columns=["signup_date"])
     clean_e, _ = clean_events(raw_events, clean_c["customer_id"], "customer_id", PROBLEM.cutoff_date, 0.995)
     snapshots = label_snapshots(clean_c, clean_e, snapshot_cutoffs(PROBLEM, 2), PROBLEM)
@@ -175,7 +176,7 @@ def test_unmatched_positive_class_names_the_values_and_yaml():
 
 def test_without_an_id_exact_duplicate_rows_are_removed_and_counted():
     rows = with_row_id(pd.DataFrame({"a": [1, 1, 1, 2], "b": ["x", "x", "y", "x"]}), None)
-    cleaned, report = clean_units(rows, ROW_ID, [], "unknown", {})
+    cleaned, report, _ = clean_units(rows, ROW_ID, [], "unknown", {})
     assert cleaned[ROW_ID].tolist() == [0, 2, 3] and report["duplicate_units"] == 1
 
 
@@ -184,14 +185,16 @@ def test_without_an_id_exact_duplicate_rows_are_removed_and_counted():
     (["Yes", "No", None] * 10, "boolean"), (["TRUE", "false"] * 10, "boolean"),
     ([f"ID{i}" for i in range(30)], "id"), (list(range(30)), "id"),   # unique per row
     (["same"] * 30, "drop"), ([f"comment {i % 25}" for i in range(30)], "drop"),   # constant, near-unique text
-    (["a", "b", "c"] * 10, "categorical"), (np.linspace(0, 1, 30).tolist(), "numeric")])
+    (["a", "b", "c"] * 10, "categorical"), (np.linspace(0, 1, 30).tolist(), "numeric"),
+    (["2017/12/22", "2017/12/23", "?"] * 10, "date"), (["10:49:41", "10:50:11", "10:51:02"] * 10, "categorical")])
 def test_each_typing_rule(values, kind):
     assert infer_column_type(pd.Series(values, name="c"))[0] == kind
 
 
 def test_typing_counts_gaps_and_obeys_params():
     frame = pd.DataFrame({"k": range(30), "total": [" 1,000", "?", "12"] * 10, "zip": [1000, 2000, 3000] * 10})
-    typed, decisions = type_columns(frame, "k", overrides={"zip": "categorical"})
+    decisions = decide_types(frame, "k", overrides={"zip": "categorical"})
+    typed, _ = clean_rows(frame, cleaning_recipe(decisions, "k", None, "unknown", {}))
     assert typed["total"].dtype == "float64" and typed["total"].isna().sum() == 10 and typed["zip"].iloc[0] == "1000"
     assert [(d["type"], d["missing_share"]) for d in decisions] == [("id", 0.0), ("numeric", 0.3333), ("categorical", 0.0)]
 
