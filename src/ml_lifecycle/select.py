@@ -5,6 +5,10 @@
 # %% ../../nbs/07_select.ipynb #07c003
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before scikit-learn loads OpenMP: waiting threads sleep, never spin
+
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,6 +53,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         raise StageError("select", "params.yaml", "problem.primary_metric", f"must be one of {METRICS}")
     X, y, groups = train[model_columns(spec)], train[spec["label"]], train[spec["id_column"]]
     folds = grouped_folds(cv_folds, seed)
+    splits = list(folds.split(X, y, groups))   # found once: every round of every search, and the confirmations, reuse them
     first_rows = len(X) if min_rows is None else max(1, min(min_rows, len(X)))
     results = []
     for name, candidate in candidates.items():
@@ -57,7 +62,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         space = search_space(dict(candidate.get("search", {})), name)
         search = HalvingRandomSearchCV(pipeline, space or {"model__random_state": [seed]}, n_candidates=n_iter if space else 1,
                                        factor=factor, resource="n_samples", min_resources=first_rows, max_resources=len(X),
-                                       scoring=SCORING[primary_metric], refit=False, cv=folds, random_state=seed,
+                                       scoring=SCORING[primary_metric], refit=False, cv=splits, random_state=seed,
                                        n_jobs=n_jobs, error_score="raise")
         search.fit(X, y, groups=groups)
         cv = pd.DataFrame(search.cv_results_)
@@ -65,7 +70,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         rows = pd.DataFrame({"candidate": name, "round": cv["iter"].astype(int), "rows": cv["n_resources"].astype(int),
                              "confirmed": False, "settings": [settings(p) for p in cv["params"]],
                              f"{primary_metric}_mean": cv["mean_test_score"], f"{primary_metric}_std": cv["std_test_score"]})
-        scores = cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=folds,
+        scores = cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=splits,
                                 scoring=SCORING, n_jobs=n_jobs, error_score="raise")
         final = {"candidate": name, "round": int(cv["iter"].max()) + 1, "rows": len(X), "confirmed": True,
                  "settings": settings(search.best_params_)}
