@@ -12,9 +12,10 @@ from ml_lifecycle.gather import database_url, gather, read_sql_source
 from ml_lifecycle.cleaning import ROW_ID, clean_rows, cleaning_recipe, decide_types, infer_column_type, with_row_id
 from ml_lifecycle.preprocess import (clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs,
                                      split_table)
-from ml_lifecycle.modelling import TRUSTED_TYPES, Problem, load_model, make_model, make_pipeline, make_preprocessor, save_model
+from ml_lifecycle.modelling import (TRUSTED_TYPES, Problem, grouped_sample, load_model, make_model, make_pipeline,
+                                    make_preprocessor, save_model)
 from ml_lifecycle.evaluate import evaluate
-from ml_lifecycle.select import best_per_candidate, search_candidates
+from ml_lifecycle.select import best_per_candidate, search_candidates, search_rows
 
 from conftest import ROOT
 
@@ -247,6 +248,27 @@ def test_selection_is_deterministic_and_finds_the_planted_signal(business):
     assert "fit_time_s" not in first and first["confirmed"].sum() == len(candidates)
     best = best_per_candidate(first, "roc_auc")
     assert best["roc_auc_mean"].min() > 0.8 and best.index[0] in candidates
+
+
+def test_a_row_budget_samples_whole_customers_and_keeps_the_churn_rate(business):
+    train = business["table"].query("split == 'train'").reset_index(drop=True)
+    budget = len(train) // 3
+    sample, seen = search_rows(train, business["spec"], budget, seed=5)
+    assert len(sample) <= budget and len(sample) > 0.95 * budget and seen["sampled_rows"] == len(sample)
+    assert seen["training_rows"] == len(train) and seen["customers"] == train["customer_id"].nunique()
+    per_customer = lambda t: t.groupby("customer_id").size()
+    kept = per_customer(train).loc[per_customer(sample).index]
+    assert (per_customer(sample) == kept).all()   # every snapshot of a sampled customer, none of the others
+    assert abs(sample["churned"].mean() - train["churned"].mean()) < 0.005
+    shares = lambda t: per_customer(t).value_counts(normalize=True).sort_index()
+    assert (shares(sample) - shares(train)).abs().max() < 0.01   # the snapshots-per-customer mix is kept too
+    pd.testing.assert_frame_equal(search_rows(train, business["spec"], budget, seed=5)[0], sample)
+    assert search_rows(train, business["spec"], len(train), seed=5)[0] is train   # a budget that does not bind
+    positions = grouped_sample(train["churned"], train["customer_id"], budget, 5)
+    pd.testing.assert_frame_equal(train.iloc[positions].reset_index(drop=True), sample)
+    candidates = {"logistic_regression": {"fixed": {"max_iter": 500}, "search": {"C": {"log_uniform": [0.01, 10]}}}}
+    tried = search_candidates(sample, business["spec"], candidates, "roc_auc", 3, 2, 0)
+    assert best_per_candidate(tried, "roc_auc")["roc_auc_mean"].iloc[0] > 0.8   # the signal is still found
 
 
 def test_a_model_on_noise_does_not_meet_the_success_threshold(business):

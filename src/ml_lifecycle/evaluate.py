@@ -5,6 +5,10 @@
 # %% ../../nbs/09_evaluate.ipynb #09c003
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before scikit-learn loads OpenMP: waiting threads sleep, never spin
+
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,16 +23,16 @@ from . import catalog
 from .core import (
     StageError, params_contract, read_json, read_table, resolve, visible_columns, write_json, write_text)
 from .modelling import (
-    SCORING, Problem, decision_profit, load_model, model_columns, naive_profits, profit_curve)
+    SCORING, Problem, decision_profit, grouped_sample, load_model, model_columns, naive_profits, profit_curve)
 from .reporting import markdown_table, write_csv, write_markdown
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'evaluate', 'profit_summary', 'thin', 'curve_tables', 'importance_table', 'segment_table',
-           'model_card', 'hold_out_result', 'rounded', 'period', 'data_summary', 'headline', 'check_segments',
-           'check_inputs', 'read_curves', 'curve_figure', 'require_success', 'run']
+__all__ = ['PARAMS_SCHEMA', 'evaluate', 'profit_summary', 'thin', 'curve_tables', 'importance_rows', 'importance_table',
+           'segment_table', 'model_card', 'hold_out_result', 'rounded', 'period', 'data_summary', 'headline',
+           'check_segments', 'check_inputs', 'read_curves', 'curve_figure', 'require_success', 'run']
 
 # %% ../../nbs/09_evaluate.ipynb #09c006
 def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
@@ -77,6 +81,12 @@ def curve_tables(y_true: np.ndarray, proba: np.ndarray, threshold: float, proble
     }
 
 # %% ../../nbs/09_evaluate.ipynb #09c012
+def importance_rows(test: pd.DataFrame, label: str, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """The hold-out rows permutation importance is measured on: all of them, or a seeded sample of at most `max_rows`
+    stratified by label (`modelling.grouped_sample`; one hold-out row per unit, so each row is its own group)."""
+    rows = grouped_sample(test[label], np.arange(len(test)), max_rows, seed)
+    return test if len(rows) == len(test) else test.iloc[rows]
+
 def importance_table(model, test: pd.DataFrame, spec: dict, metric: str, seed: int, n_repeats: int = 5) -> pd.DataFrame:
     "Permutation importance of every input column on the hold-out data, largest first."
     X, y = test[model_columns(spec)], test[spec["label"]]
@@ -100,6 +110,9 @@ def model_card(problem: Problem, result: dict, threshold_info: dict, segments: p
     "A Markdown model card: what the model is for, how good it is, how to act on it, and where it is weak."
     weakest = segments.sort_values("roc_auc").head(3) if len(segments) else segments
     verdict = "meets" if result["meets_success_threshold"] else "does NOT meet"
+    sampled = data.get("importance_rows", data["n_test"])
+    measured = (f"all {data['n_test']:,} hold-out rows" if sampled == data["n_test"] else f"{sampled:,} of the "
+                f"{data['n_test']:,} hold-out rows, a seeded sample stratified by label (`evaluate.importance_rows`)")
     return f"""# Model card: {problem.name}
 
 ## Intended use
@@ -138,6 +151,8 @@ precision {result['precision']:.3f} and recall {result['recall']:.3f}.
 | act on nobody | {result['profit_contact_none']:,.0f} | 0.00 |
 
 ## What drives it
+Permutation importance (the drop in {problem.primary_metric} when one column is shuffled) on {measured}:
+
 {importance.head(8).to_markdown(index=False)}
 
 ## Limits
@@ -239,6 +254,7 @@ PARAMS_SCHEMA = params_contract("evaluate", {
     "segments": {"type": "array", "items": {"type": "string"}},
     "fail_on_miss": {"type": "boolean"},
     "importance_repeats": {"type": "integer", "minimum": 1, "maximum": 50},
+    "importance_rows": {"type": ["integer", "null"], "minimum": 100},   # absent or null: every hold-out row
     "seed": {"type": "integer", "minimum": 0},
 })
 
@@ -266,13 +282,15 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     write_json(rounded(result), resolve(catalog.METRICS, root))
     for name, table in curve_tables(y_test, proba, threshold, problem).items():
         write_csv(table, resolve(catalog.plot_file(name), root))
-    importance = importance_table(model, test, spec, problem.primary_metric, settings["seed"], settings["importance_repeats"])
+    measured = importance_rows(test, spec["label"], settings.get("importance_rows"), settings["seed"])
+    importance = importance_table(model, measured, spec, problem.primary_metric, settings["seed"], settings["importance_repeats"])
     write_csv(importance, resolve(catalog.plot_file("importance"), root))
     segments = segment_table(test, proba, spec["label"], threshold, list(settings["segments"]))
     write_json({f"{r.segment}={r.level}": {"rows": r.rows, "roc_auc": r.roc_auc, "recall": r.recall} for r in segments.itertuples()},
                resolve(catalog.SEGMENTS_JSON, root))
     write_markdown(resolve(catalog.SEGMENTS_REPORT, root), "Hold-out performance by segment", markdown_table(segments))
-    write_text(model_card(problem, result, threshold_info, segments, importance, data_summary(train, test, spec["label"])),
+    data = {**data_summary(train, test, spec["label"]), "importance_rows": len(measured)}
+    write_text(model_card(problem, result, threshold_info, segments, importance, data),
                resolve(catalog.MODEL_CARD, root))
     print(headline(result, problem))
     require_success(result, problem, settings["fail_on_miss"])

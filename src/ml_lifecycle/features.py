@@ -26,25 +26,44 @@ __all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'PARAMS_SCHEMA', 'SPLIT_FILES',
 # %% ../../nbs/06_features.ipynb #06c005
 def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
                        windows_days: list[int]) -> pd.DataFrame:
-    "Recency, frequency, spend and trend of every snapshot, from purchases strictly before its cutoff."
-    keys = snapshots[[id_column, "cutoff"]].drop_duplicates()
-    ev = events[[id_column, "timestamp", "amount"]].merge(keys, on=id_column)
-    ev = ev[ev["timestamp"] < ev["cutoff"]]
-    ev["days_before"] = (ev["cutoff"] - ev["timestamp"]).dt.total_seconds() / 86400
-    grouped = ev.groupby([id_column, "cutoff"])
-    out = pd.DataFrame({
-        "recency_days": grouped["days_before"].min(),
-        "days_since_first_purchase": grouped["days_before"].max(),
-        "lifetime_purchases": grouped.size(),
-        "avg_purchase_value": grouped["amount"].mean(),
-    })
-    for w in sorted(windows_days):
-        recent = ev[ev["days_before"] < w].groupby([id_column, "cutoff"])
-        out[f"purchases_{w}d"] = recent.size()
-        out[f"spend_{w}d"] = recent["amount"].sum()
-    out = keys.merge(out.reset_index(), on=[id_column, "cutoff"], how="left")
-    counts = [c for c in out if c.startswith(("purchases_", "spend_", "lifetime_"))]
-    out[counts] = out[counts].fillna(0)
+    """Recency, frequency, spend and trend of every snapshot, from purchases strictly before its cutoff. One pass over
+    the events per distinct cutoff (a handful: the training cutoffs, the hold-out, serving), grouped by integer codes;
+    no join of every event with every snapshot. Sums and means add a customer's events in their order in `events`,
+    as a join would, so the figures are the same to the last bit."""
+    keys = snapshots[[id_column, "cutoff"]].drop_duplicates().reset_index(drop=True)
+    customer, customers = pd.factorize(events[id_column])   # once; each snapshot's customer is then a code
+    timestamp, amount = events["timestamp"].to_numpy(), events["amount"].to_numpy()
+    everyone = pd.RangeIndex(len(customers))
+    names = ["recency_days", "days_since_first_purchase", "lifetime_purchases", "avg_purchase_value",
+             *[f"{kind}_{w}d" for w in sorted(windows_days) for kind in ("purchases", "spend")]]
+    values = {name: np.full(len(keys), np.nan) for name in names}
+    for cutoff, index in keys.groupby("cutoff", sort=True).indices.items():   # one pass per cutoff date: a handful
+        code = customers.get_indexer(keys[id_column].to_numpy()[index])        # -1: no events at all
+        wanted = np.zeros(len(customers) + 1, dtype=bool)   # the spare last slot: code -1 (an event without an id)
+        wanted[code[code >= 0]] = True
+        rows = np.flatnonzero(wanted[customer] & (timestamp < cutoff.to_datetime64()))
+        days_before = (cutoff - pd.Series(timestamp[rows])).dt.total_seconds().to_numpy() / 86400
+        seen = pd.DataFrame({"days_before": days_before, "amount": amount[rows]})
+        # Grouped by the customer's code as a category: no hashing, every customer a row, rows summed in their order.
+        who = pd.Categorical.from_codes(customer[rows], categories=everyone)
+        grouped = seen.groupby(who, observed=False)
+        found = {"recency_days": grouped["days_before"].min(), "days_since_first_purchase": grouped["days_before"].max(),
+                 "lifetime_purchases": grouped.size(), "avg_purchase_value": grouped["amount"].mean()}
+        for w in sorted(windows_days):
+            recent = days_before < w
+            window = seen["amount"][recent].groupby(pd.Categorical.from_codes(customer[rows][recent], categories=everyone),
+                                                    observed=False)
+            found[f"purchases_{w}d"], found[f"spend_{w}d"] = window.size(), window.sum()
+        has = code >= 0
+        for name, series in found.items():
+            values[name][index[has]] = series.to_numpy()[code[has]]
+    out = keys.copy()
+    for name in names:   # as a merge would give them: counts and sums 0 when there is nothing to count, and a count
+        column = values[name]   # stays an integer only when every snapshot has something to count
+        if name.startswith(("purchases_", "spend_", "lifetime_")):
+            column = np.nan_to_num(column, nan=0.0)
+            column = column.astype("int64") if not name.startswith("spend_") and (column > 0).all() else column
+        out[name] = column
     short, long = min(windows_days), max(windows_days)
     out["purchase_trend"] = (out[f"purchases_{short}d"] / short) / ((out[f"purchases_{long}d"] + 1) / long)
     return out

@@ -31,7 +31,7 @@ from .core import StageError, atomic_write, check_params
 # %% auto #0
 __all__ = ['METRICS', 'PROBLEM_SCHEMA', 'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit', 'profit_curve',
            'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model', 'make_pipeline',
-           'model_columns', 'grouped_folds', 'canonical_archive', 'save_model', 'load_model']
+           'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model', 'load_model']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 METRICS = ("roc_auc", "average_precision")
@@ -169,6 +169,26 @@ def model_columns(spec: dict) -> list[str]:
 def grouped_folds(cv_folds: int, seed: int) -> StratifiedGroupKFold:
     "Stratified folds that keep every customer's snapshots on one side."
     return StratifiedGroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+
+def grouped_sample(y, groups, max_rows: int | None, seed: int) -> np.ndarray:
+    """Positions (in order) of a seeded sample of whole groups with at most `max_rows` rows: every row when `max_rows`
+    is None or not below the rows there are. Stratified: the groups are split into strata by their count of rows of
+    each label value (a customer with 3 snapshots, 1 churned...), and the same share of every stratum is drawn, so the
+    sample keeps the label rate and the rows-per-group mix; one group's rows are never split."""
+    y, groups = np.asarray(y), np.asarray(groups)
+    if max_rows is None or len(y) <= max_rows:
+        return np.arange(len(y))
+    _, group = np.unique(groups, return_inverse=True)
+    _, label = np.unique(y, return_inverse=True)
+    counts = np.zeros((group.max() + 1, label.max() + 1), dtype=np.int64)
+    np.add.at(counts, (group, label), 1)
+    _, stratum, size = np.unique(counts, axis=0, return_inverse=True, return_counts=True)
+    stratum = stratum.ravel()
+    quota = np.floor(size * max_rows / len(y)).astype(np.int64)   # floor: never above the budget
+    order = np.lexsort((np.random.default_rng(seed).random(len(stratum)), stratum))   # seeded order within each stratum
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(size) - size, size)
+    return np.flatnonzero((rank < quota[stratum])[group])
 
 # %% ../../nbs/00c_modelling.ipynb #00cc021
 TRUSTED_TYPES = (

@@ -5,6 +5,10 @@
 # %% ../../nbs/07_select.ipynb #07c003
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before scikit-learn loads OpenMP: waiting threads sleep, never spin
+
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,12 +19,13 @@ from sklearn.model_selection import HalvingRandomSearchCV, cross_validate
 
 from . import catalog
 from .core import StageError, params_contract, read_json, read_table, resolve, write_json
-from .modelling import CANDIDATES, METRICS, SCORING, grouped_folds, make_model, make_pipeline, model_columns
+from .modelling import (
+    CANDIDATES, METRICS, SCORING, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns)
 from .reporting import markdown_table, write_csv, write_markdown
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate', 'choose', 'search_seen', 'selection_page',
-           'run']
+__all__ = ['PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate', 'search_rows', 'choose', 'search_seen',
+           'selection_page', 'run']
 
 # %% ../../nbs/07_select.ipynb #07c006
 def search_space(space: dict, name: str) -> dict:
@@ -48,6 +53,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         raise StageError("select", "params.yaml", "problem.primary_metric", f"must be one of {METRICS}")
     X, y, groups = train[model_columns(spec)], train[spec["label"]], train[spec["id_column"]]
     folds = grouped_folds(cv_folds, seed)
+    splits = list(folds.split(X, y, groups))   # found once: every round of every search, and the confirmations, reuse them
     first_rows = len(X) if min_rows is None else max(1, min(min_rows, len(X)))
     results = []
     for name, candidate in candidates.items():
@@ -56,7 +62,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         space = search_space(dict(candidate.get("search", {})), name)
         search = HalvingRandomSearchCV(pipeline, space or {"model__random_state": [seed]}, n_candidates=n_iter if space else 1,
                                        factor=factor, resource="n_samples", min_resources=first_rows, max_resources=len(X),
-                                       scoring=SCORING[primary_metric], refit=False, cv=folds, random_state=seed,
+                                       scoring=SCORING[primary_metric], refit=False, cv=splits, random_state=seed,
                                        n_jobs=n_jobs, error_score="raise")
         search.fit(X, y, groups=groups)
         cv = pd.DataFrame(search.cv_results_)
@@ -64,7 +70,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         rows = pd.DataFrame({"candidate": name, "round": cv["iter"].astype(int), "rows": cv["n_resources"].astype(int),
                              "confirmed": False, "settings": [settings(p) for p in cv["params"]],
                              f"{primary_metric}_mean": cv["mean_test_score"], f"{primary_metric}_std": cv["std_test_score"]})
-        scores = cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=folds,
+        scores = cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=splits,
                                 scoring=SCORING, n_jobs=n_jobs, error_score="raise")
         final = {"candidate": name, "round": int(cv["iter"].max()) + 1, "rows": len(X), "confirmed": True,
                  "settings": settings(search.best_params_)}
@@ -89,29 +95,42 @@ def best_per_candidate(results: pd.DataFrame, primary_metric: str) -> pd.DataFra
     return best.sort_values(column, ascending=False, kind="stable").set_index("candidate").drop(columns=["round", "confirmed"], errors="ignore")
 
 # %% ../../nbs/07_select.ipynb #07c012
+def search_rows(train: pd.DataFrame, spec: dict, max_rows: int | None, seed: int) -> tuple[pd.DataFrame, dict]:
+    """The training rows the search sees (`modelling.grouped_sample`: at most `max_rows`, whole customers, stratified
+    by label; every row when None or not binding) and what they are of what there is."""
+    ids = train[spec["id_column"]]
+    positions = grouped_sample(train[spec["label"]], ids, max_rows, seed)
+    sample = train if len(positions) == len(train) else train.iloc[positions].reset_index(drop=True)
+    return sample, {"training_rows": len(train), "customers": int(ids.nunique()), "max_rows": max_rows,
+                    "sampled_rows": len(sample), "sampled_customers": int(sample[spec["id_column"]].nunique())}
+
+# %% ../../nbs/07_select.ipynb #07c015
 PARAMS_SCHEMA = params_contract("select", {
     "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
     "n_iter": {"type": "integer", "minimum": 1, "maximum": 200},
     "factor": {"type": "integer", "minimum": 2, "maximum": 10},
     "min_rows": {"type": ["integer", "null"], "minimum": 20},
+    "max_rows": {"type": ["integer", "null"], "minimum": 100},
     "n_jobs": {"type": "integer", "minimum": 1, "maximum": 64},
     "seed": {"type": "integer", "minimum": 0},
     "candidates": {"type": "object", "minProperties": 1, "propertyNames": {"enum": list(CANDIDATES)},
                    "additionalProperties": {"type": "object", "additionalProperties": False,
                                             "properties": {"fixed": {"type": "object"}, "search": {"type": "object"}}}},
-}, required=["cv_folds", "n_iter", "seed", "candidates"])   # factor 3, min_rows null (no halving), n_jobs 1 when absent
+}, required=["cv_folds", "n_iter", "seed", "candidates"])   # absent: factor 3, min_rows and max_rows null, n_jobs 1
 
-# %% ../../nbs/07_select.ipynb #07c014
+# %% ../../nbs/07_select.ipynb #07c017
 def choose(best: pd.DataFrame, primary_metric: str) -> dict:
     "The chosen candidate and its full settings: the first row of `best_per_candidate`."
     chosen = best.index[0]
     return {"primary_metric": primary_metric, "chosen": chosen, "chosen_settings": best.loc[chosen, "settings"]}
 
-def search_seen(tried: pd.DataFrame, settings: Mapping) -> dict:
-    "What the search saw: the training rows, the candidates, the budget and, per candidate, the rows of each round."
+def search_seen(tried: pd.DataFrame, settings: Mapping, rows: Mapping | None = None) -> dict:
+    """What the search saw: the training rows and customers (sampled of available: `search_rows`), the candidates,
+    the budget and, per candidate, the rows of each round."""
     rounds = {name: [{"round": int(r), "rows": int(g["rows"].iloc[0]), "configurations": len(g)}
                      for r, g in group[~group["confirmed"]].groupby("round")] for name, group in tried.groupby("candidate", sort=True)}
-    return {"training_rows": int(tried["rows"].max()), "candidates": sorted(rounds), "cv_folds": settings["cv_folds"],
+    rows = dict(rows or {"training_rows": int(tried["rows"].max()), "sampled_rows": int(tried["rows"].max())})
+    return {**rows, "candidates": sorted(rounds), "cv_folds": settings["cv_folds"],
             "n_iter": settings["n_iter"], "factor": settings.get("factor", 3), "min_rows": settings.get("min_rows"),
             "fits": int(sum(c["configurations"] for r in rounds.values() for c in r) * settings["cv_folds"]
                         + len(rounds) * settings["cv_folds"]), "rounds": rounds}
@@ -120,12 +139,20 @@ def selection_page(choice: dict, table: pd.DataFrame, seen: dict) -> tuple[str, 
     "The title and body of `reports/selection.md`."
     rounds = "; ".join(f"{name}: " + ", ".join(f"{r['configurations']} on {r['rows']:,}" for r in rs)
                        for name, rs in seen["rounds"].items())
+    customers = lambda n: f" ({n:,} customers)" if n is not None else ""
+    saw = (f"**{seen['training_rows']:,} training rows**{customers(seen.get('customers'))}"
+           if seen["sampled_rows"] == seen["training_rows"] else
+           f"**{seen['sampled_rows']:,} of {seen['training_rows']:,} training rows**, "
+           f"{seen['sampled_customers']:,} of {seen['customers']:,} customers: a seeded sample of whole customers, "
+           f"stratified by label, within the budget `select.max_rows` = {seen['max_rows']:,} (`train` fits the "
+           f"choice on all rows),")
     return "Model selection", (
-        f"The search saw **{seen['training_rows']:,} training rows** and {len(seen['candidates'])} candidates "
+        f"The search saw {saw} and {len(seen['candidates'])} candidates "
         f"({', '.join(seen['candidates'])}). Budget: {seen['n_iter']} sampled configurations per candidate, successive "
         f"halving from {seen['min_rows'] or 'all'} rows by a factor of {seen['factor']} (configurations on rows, per round: "
-        f"{rounds}), then each candidate's survivor confirmed on all rows; {seen['fits']} fits in all, over "
-        f"{seen['cv_folds']} grouped, stratified folds. Chosen by mean `{choice['primary_metric']}` on all rows: "
+        f"{rounds}), then each candidate's survivor confirmed on all {seen['sampled_rows']:,} rows; {seen['fits']} fits "
+        f"in all, over {seen['cv_folds']} grouped, stratified folds. Chosen by mean `{choice['primary_metric']}` on "
+        f"those rows: "
         f"**{choice['chosen']}** with `{choice['chosen_settings']}`")
 
 def _as_dict(values: Mapping) -> dict:
@@ -133,13 +160,15 @@ def _as_dict(values: Mapping) -> dict:
     return values.to_dict() if hasattr(values, "to_dict") else {k: _as_dict(v) if isinstance(v, Mapping) else v
                                                                  for k, v in values.items()}
 
-# %% ../../nbs/07_select.ipynb #07c017
+# %% ../../nbs/07_select.ipynb #07c020
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Run the select stage from its declared `params` in the project at `root`; return the choice and the scores."
     primary_metric = params["problem"]["primary_metric"]
     settings = params["select"]
     spec = read_json(resolve(catalog.FEATURE_SPEC, root))
-    train = read_table(resolve(catalog.TRAIN, root), "select", model_columns(spec) + [spec["label"], spec["id_column"]])
+    available = read_table(resolve(catalog.TRAIN, root), "select", model_columns(spec) + [spec["label"], spec["id_column"]])
+    train, rows = search_rows(available, spec, settings.get("max_rows"), settings["seed"])
+    del available
     tried = search_candidates(train, spec, _as_dict(settings["candidates"]), primary_metric, settings["cv_folds"],
                               settings["n_iter"], settings["seed"], settings.get("factor", 3), settings.get("min_rows"),
                               settings.get("n_jobs", 1))
@@ -147,7 +176,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     choice = choose(best, primary_metric)
     write_json(choice, resolve(catalog.CHOICE, root))
     table = best.drop(columns=["settings", "rows"]).round(5)
-    seen = search_seen(tried, settings)
+    seen = search_seen(tried, settings, rows)
     write_json({**choice, "candidates": table.to_dict(orient="index"), "search": seen}, resolve(catalog.SELECTION_JSON, root))
     write_csv(tried.round(5), resolve(catalog.SEARCH_RESULTS, root))
     write_markdown(resolve(catalog.SELECTION_REPORT, root), *selection_page(choice, table, seen), markdown_table(table, index=True))

@@ -5,6 +5,10 @@
 # %% ../../nbs/08_train.ipynb #08c003
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before scikit-learn loads OpenMP: waiting threads sleep, never spin
+
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,15 +19,16 @@ from sklearn.pipeline import Pipeline
 
 from . import catalog
 from .core import params_contract, read_json, read_table, resolve, write_json
-from .modelling import (
-    Problem, cost_optimal_threshold, decision_profit, grouped_folds, make_model, make_pipeline, model_columns, save_model)
+from ml_lifecycle.modelling import (
+    Problem, cost_optimal_threshold, decision_profit, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns,
+    save_model)
 
 # %% auto #0
 __all__ = ['PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'run']
 
 # %% ../../nbs/08_train.ipynb #08c006
 def out_of_fold_proba(pipeline: Pipeline, train: pd.DataFrame, spec: dict, cv_folds: int, seed: int) -> np.ndarray:
-    "Churn probabilities of every training row from a model that did not see that row's customer."
+    "Churn probabilities of every row of `train` from a model that did not see that row's customer."
     return cross_val_predict(pipeline, train[model_columns(spec)], train[spec["label"]], groups=train[spec["id_column"]],
                              cv=grouped_folds(cv_folds, seed), method="predict_proba")[:, 1]
 
@@ -38,6 +43,7 @@ PARAMS_SCHEMA = params_contract("train", {
     "decision_threshold": {"oneOf": [{"const": "cost_optimal"},
                                      {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}]},
     "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
+    "threshold_rows": {"type": ["integer", "null"], "minimum": 100},   # absent or null: every training row
     "seed": {"type": "integer", "minimum": 0},
 })
 
@@ -49,8 +55,11 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     spec, choice = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.CHOICE, root))
     train = read_table(resolve(catalog.TRAIN, root), "train", model_columns(spec) + [spec["label"], spec["id_column"]])
     pipeline = make_pipeline(spec, make_model(choice["chosen"], choice["chosen_settings"], settings["seed"], stage="train"))
-    validation_proba = out_of_fold_proba(pipeline, train, spec, settings["cv_folds"], settings["seed"])
-    decision = choose_threshold(settings["decision_threshold"], train[spec["label"]].to_numpy(), validation_proba, problem)
+    rows = grouped_sample(train[spec["label"]], train[spec["id_column"]], settings.get("threshold_rows"), settings["seed"])
+    validation = train if len(rows) == len(train) else train.iloc[rows]
+    validation_proba = out_of_fold_proba(pipeline, validation, spec, settings["cv_folds"], settings["seed"])
+    decision = choose_threshold(settings["decision_threshold"], validation[spec["label"]].to_numpy(), validation_proba, problem)
+    decision["validation_rows"] = len(validation)
     pipeline.fit(train[model_columns(spec)], train[spec["label"]])
     save_model(pipeline, resolve(catalog.MODEL, root))
     write_json({**decision, "model": choice["chosen"], "settings": choice["chosen_settings"]}, resolve(catalog.THRESHOLD, root))
