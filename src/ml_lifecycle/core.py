@@ -359,10 +359,13 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     return executed
 
 def kernel_config():
-    "The kernel talks over local IPC sockets, not TCP: cheaper, private, and no unencrypted-TCP warning."
+    """The kernel talks over local IPC sockets, not TCP: cheaper, private, and no unencrypted-TCP warning. The notebook
+    records what the kernel's Python prints; what worker processes and C libraries write to the file descriptors goes
+    to the terminal instead, since when it arrives (in which cell, if at all before the run ends) is a race."""
     from traitlets.config import Config
     config = Config()
     config.KernelManager.transport = "ipc"
+    config.NotebookClient.extra_arguments = ["--IPKernelApp.capture_fd_output=False"]
     return config
 
 VOLATILE = ("start_time", "end_time", "duration")   # papermill's timestamps, in the notebook's and each cell's metadata
