@@ -35,9 +35,11 @@ help:
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
 	@echo "make stage NAME=<name>  scaffold a new stage: notebook, catalog entry, dvc.yaml stage, params.yaml section"
 	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
-	@echo "make bench   speed and memory figures (bench-pipeline, bench-validate, bench-score), printed, never asserted"
-	@echo "make bench-pipeline  forced-run seconds per stage, notebook/script ratio, no-op repro vs status, rerun diffs"
-	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at 20k-1M customers"
+	@echo "make bench   speed and memory figures (bench-pipeline, bench-validate, bench-score), printed, never asserted;"
+	@echo "             SIZES=\"20000 200000\" picks the customer counts of the memory runs (default 20000 200000 1000000)"
+	@echo "make bench-pipeline  forced-run seconds per stage, notebook/script ratio, no-op repro vs status, rerun diffs,"
+	@echo "             seconds and peak memory per stage at each of SIZES"
+	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at each of SIZES"
 	@echo "make bench-score  scoring time and memory on 1M rows (needs a finished make repro)"
 
 env: $(STAMP)
@@ -97,10 +99,14 @@ test-modern:
 export: $(STAMP)
 	$(BIN)/nbdev-export && $(BIN)/python tools/clean_notebooks.py
 
+# Sizes (demo_data.n_customers) of the peak-memory runs of bench-pipeline and bench-validate, e.g. a quick
+# `make bench SIZES=20000`; 1M customers takes the longest.
+SIZES ?= 20000 200000 1000000
+
 bench: bench-pipeline bench-validate bench-score
 
 bench-pipeline: $(STAMP)
-	$(BIN)/python tools/bench_pipeline.py
+	$(BIN)/python tools/bench_pipeline.py --sizes $(SIZES)
 
 bench-score: $(STAMP)
 	$(BIN)/python tools/bench_score.py 1000000
@@ -110,7 +116,7 @@ schema: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -c "from ml_lifecycle.validate import propose_schemas; propose_schemas()"
 
 bench-validate: $(STAMP)
-	$(BIN)/python tools/bench_validate.py
+	$(BIN)/python tools/bench_validate.py $(SIZES)
 
 # pre-commit hooks (.pre-commit-config.yaml) and nbdev's cell-by-cell notebook merge and diff drivers, which
 # .gitattributes assigns to *.ipynb. Git runs drivers from the top of the work tree, so the relative path works.

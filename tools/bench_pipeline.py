@@ -1,9 +1,13 @@
-"""Pipeline figures, printed side by side (never asserted): forced `dvc repro -f` seconds per stage, the same stages
-run as plain Python (each stage's `run(params, root)` in its own process: the script variant, built here), the
-notebook/script ratio, no-op `dvc repro` against `dvc status`, and how many DVC outputs differ between two forced runs.
+"""Pipeline figures, printed side by side (never asserted): forced `dvc repro -f` seconds per stage; the same cells
+run as plain Python scripts (each notebook's code cells as one file, in its own process: the script variant, built
+here) and each stage's bare `run(params, root)`; the notebook/script ratio; no-op `dvc repro` against `dvc status`;
+how many DVC outputs differ between two forced runs in two copies at different paths; and the pipeline's seconds and
+peak memory per stage at several sizes (`demo_data.n_customers`).
 
-Everything runs in a throw-away copy of the project (without .venv and the DVC cache), so the clone is untouched.
-Usage: python tools/bench_pipeline.py [--keep]   (--keep leaves the copy and prints where it is)
+Everything runs in throw-away copies of the project (without .venv and the DVC cache), so the clone is untouched.
+Peak memory is the resident memory of a stage's whole process tree (the kernel, papermill, any workers), sampled
+every 0.2 s; a run beyond BENCH_MEMORY_LIMIT_MB (default 14000) is stopped and reported as such.
+Usage: python tools/bench_pipeline.py [--sizes N ...] [--keep]   (`make bench-pipeline SIZES="20000 200000"`)
 """
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,22 +33,89 @@ DONE = re.compile(r"stage '([^']+)' done in ([0-9.]+)s")
 SCRIPT = ("import sys; from pathlib import Path; from ml_lifecycle.core import stage_module, stage_params; "
           "stage, root = sys.argv[1], Path.cwd(); m = stage_module(stage); "
           "m.run(stage_params(stage, 'params.yaml', m.PARAMS_SCHEMA, root), root)")
+SIZES = [20_000, 200_000, 1_000_000]
+MEMORY_LIMIT = int(os.environ.get("BENCH_MEMORY_LIMIT_MB", 14_000)) * 2**20   # a shared machine: stop a run beyond it
+MB = 2**20
 
 
-def sh(cmd: list[str], cwd: Path) -> tuple[float, str, int]:
-    "Run `cmd` in `cwd`; its wall seconds, its combined output and its peak memory (MB, from wait4)."
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+@dataclass
+class Run:
+    "One command's wall seconds, output, peak tree memory (MB) in all and per stage, and whether it was stopped."
+    seconds: float
+    text: str
+    peak_mb: float
+    stage_mb: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False
+    returncode: int = 0
+
+
+def stage_of(process: psutil.Process) -> str | None:
+    "The stage an `ml-lifecycle run <stage>` process runs, else None."
+    try:
+        cmd = process.cmdline()
+    except psutil.Error:
+        return None
+    for i, arg in enumerate(cmd[:-2]):
+        if Path(arg).name == "ml-lifecycle" and cmd[i + 1] == "run":
+            return cmd[i + 2]
+    return None
+
+
+def tree_rss(process: psutil.Process) -> tuple[int, dict[str, int]]:
+    "Resident bytes of a process and its descendants, and of each `ml-lifecycle run <stage>` subtree."
+    total, stages = 0, {}
+    try:
+        tree = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0, {}
+    for p in tree:
+        try:
+            rss = p.memory_info().rss
+        except psutil.Error:
+            continue
+        total += rss
+        if (stage := stage_of(p)) is not None:
+            try:
+                stages[stage] = stages.get(stage, 0) + rss + sum(c.memory_info().rss for c in p.children(recursive=True))
+            except psutil.Error:
+                pass
+    return total, stages
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True) -> Run:
+    "Run `cmd` in `cwd`: wall seconds, combined output, and peak memory of its process tree (in all and per stage)."
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    peak, stage_peak, stopped, running = 0, {}, [False], True
+
+    def watch(proc: subprocess.Popen) -> None:
+        nonlocal peak
+        watched = psutil.Process(proc.pid)
+        while running:
+            total, stages = tree_rss(watched)
+            peak = max(peak, total)
+            for stage, rss in stages.items():
+                stage_peak[stage] = max(stage_peak.get(stage, 0), rss)
+            if total > MEMORY_LIMIT:
+                stopped[0] = True
+                for p in [*watched.children(recursive=True), watched]:
+                    p.kill()
+                return
+            time.sleep(0.2)
+
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        watcher = threading.Thread(target=watch, args=(proc,), daemon=True)
+        watcher.start()
+        proc.wait()
         seconds = time.perf_counter() - start
+        running = False
+        watcher.join()
         out.seek(0)
         text = out.read()
-    if proc.returncode:
+    if proc.returncode and check and not stopped[0]:
         sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{text[-3000:]}")
-    return seconds, text, usage.ru_maxrss // 1024
+    return Run(seconds, text, peak / MB, {s: b / MB for s, b in stage_peak.items()}, stopped[0], proc.returncode)
 
 
 def declared_outputs(root: Path) -> dict[str, list[str]]:
@@ -60,52 +134,144 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def forced_run(copy: Path) -> tuple[float, dict[str, float], dict[str, str]]:
-    "`dvc repro -f`: total seconds, seconds per stage (the CLI's 'done in' lines), and a hash of every output."
-    seconds, text, _ = sh(["dvc", "repro", "-f"], copy)
-    per_stage = {m.group(1): float(m.group(2)) for m in DONE.finditer(text)}
+def forced_run(copy: Path) -> tuple[Run, dict[str, float], dict[str, str]]:
+    "`dvc repro -f`: the run, seconds per stage (the CLI's 'done in' lines), and a hash of every output."
+    run = sh(["dvc", "repro", "-f"], copy, check=False)
+    if run.stopped:
+        return run, {}, {}
+    if run.returncode:
+        sys.exit(f"dvc repro -f failed in {copy}:\n{run.text[-3000:]}")
+    per_stage = {m.group(1): float(m.group(2)) for m in DONE.finditer(run.text)}
     hashes = {p: digest(copy / p) for outs in declared_outputs(copy).values() for p in outs}
-    return seconds, per_stage, hashes
+    return run, per_stage, hashes
 
 
-def script_run(copy: Path, stages: list[str]) -> dict[str, tuple[float, int]]:
-    "Each stage's `run(params, root)` in a fresh plain Python process, in dvc.yaml order: seconds and peak MB."
-    return {stage: sh([sys.executable, "-c", SCRIPT, stage], copy)[::2] for stage in stages}
+def script_run(copy: Path, stages: list[str]) -> dict[str, Run]:
+    "Each stage's `run(params, root)` in a fresh plain Python process, in dvc.yaml order."
+    return {stage: sh([sys.executable, "-c", SCRIPT, stage], copy) for stage in stages}
+
+
+def cells_script(notebook: Path, params_file: str = "params.yaml") -> str:
+    """The notebook's code cells as one plain Python script, as papermill runs them: every cell in order (checks and
+    `#| eval: false` cells alike), the parameter papermill injects after the `parameters` cell; line magics dropped."""
+    import json
+    lines = []
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        lines += [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))] + [""]
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            lines += [f"params_file = {params_file!r}", ""]
+    return "\n".join(lines)
+
+
+def cells_run(copy: Path, stages: list[str]) -> dict[str, Run]:
+    "Each stage notebook's cells as a plain Python script in a fresh process, from nbs/ as papermill runs it."
+    from ml_lifecycle.core import stage_notebook
+    runs = {}
+    for stage in stages:
+        script = copy / ".bench-scripts" / f"{stage}.py"
+        script.parent.mkdir(exist_ok=True)
+        script.write_text(cells_script(stage_notebook(stage, copy)))
+        runs[stage] = sh([sys.executable, str(script)], copy / "nbs")
+    return runs
+
+
+def copy_project(dest: Path) -> Path:
+    "A copy of the project at `dest`, without the environment and the DVC cache."
+    shutil.copytree(ROOT, dest, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if Path(d) == ROOT and n in {".venv", ".pytest_cache"}] +
+                                            [n for n in names if Path(d) == ROOT / ".dvc" and n in {"cache", "tmp"}])
+    return dest
+
+
+def set_customers(copy: Path, n: int) -> None:
+    "Set `demo_data.n_customers` in the copy's params.yaml, keeping the rest of the file (comments included)."
+    params = copy / "params.yaml"
+    text, count = re.subn(r"(?m)^(demo_data:.*\n(?:[ \t]+.*\n|\n)*?[ \t]+n_customers:[ \t]*)\d+", rf"\g<1>{n}",
+                          params.read_text())
+    if count != 1:
+        sys.exit("params.yaml: demo_data.n_customers not found")
+    params.write_text(text)
+
+
+def current_customers(root: Path) -> int:
+    return int(yaml.safe_load((root / "params.yaml").read_text())["demo_data"]["n_customers"])
+
+
+def fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None or x != x else format(x, spec)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep the project copy")
+    parser.add_argument("--sizes", type=int, nargs="*", default=SIZES,
+                        help="demo_data.n_customers values for the peak-memory table (default: 20000 200000 1000000)")
+    parser.add_argument("--keep", action="store_true", help="keep the project copies")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    copy = tmp / "project"
-    shutil.copytree(ROOT, copy, symlinks=True,
-                    ignore=lambda d, names: [n for n in names if Path(d) == ROOT and n in {".venv", ".pytest_cache"}] +
-                                            [n for n in names if Path(d) == ROOT / ".dvc" and n in {"cache", "tmp"}])
     try:
+        copy = copy_project(tmp / "project")
+        other = copy_project(tmp / "elsewhere" / "another-copy")   # a second clone at another path
         stages = list(declared_outputs(copy))
-        print(f"project copy: {copy} ({len(stages)} stages)", flush=True)
-        total1, nb_stage, first = forced_run(copy)
-        total2, nb_stage2, second = forced_run(copy)
-        differ = sorted(p for p in first if first[p] != second[p])
-        status = min(sh(["dvc", "status"], copy)[0] for _ in range(3))
-        noop = min(sh(["dvc", "repro"], copy)[0] for _ in range(3))
-        scripts = script_run(copy, stages)
+        default_n = current_customers(copy)
+        print(f"project copies: {copy} and {other} ({len(stages)} stages, {default_n:,} customers)", flush=True)
+        run1, nb_stage, first = forced_run(copy)
+        run2, nb_stage2, second = forced_run(other)
+        shutil.rmtree(other, ignore_errors=True)
+        differ = sorted(p for p in first if first[p] != second.get(p))
+        status = min(sh(["dvc", "status"], copy).seconds for _ in range(3))
+        noop = min(sh(["dvc", "repro"], copy).seconds for _ in range(3))
+        scripts = cells_run(copy, stages)
+        bare = script_run(copy, stages)
 
-        print(f"\n{'stage':<12} {'notebook s':>10} {'(2nd run)':>10} {'script s':>9} {'ratio':>6} {'script peak MB':>15}")
+        print(f"\n## Forced run at {default_n:,} customers: notebooks (papermill) against the same cells as scripts\n")
+        print("(script: the notebook's code cells, checks included, as one Python file; run() only: the stage's "
+              "`run(params, root)` alone, without the notebook's checks)\n")
+        print("| stage | notebook s | 2nd copy s | script s | ratio | run() only s | notebook peak MB | script peak MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for stage in stages:
-            nb, nb2, (sc, mb) = nb_stage.get(stage, float("nan")), nb_stage2.get(stage, float("nan")), scripts[stage]
-            print(f"{stage:<12} {nb:>10.1f} {nb2:>10.1f} {sc:>9.1f} {nb / sc:>6.2f} {mb:>15}")
-        nb_sum, sc_sum = sum(nb_stage.values()), sum(s for s, _ in scripts.values())
-        print(f"{'sum':<12} {nb_sum:>10.1f} {sum(nb_stage2.values()):>10.1f} {sc_sum:>9.1f} {nb_sum / sc_sum:>6.2f}")
-        print(f"\nforced `dvc repro -f` wall: {total1:.1f} s (second run {total2:.1f} s)")
-        print(f"notebook/script ratio (sum of stage seconds): {nb_sum / sc_sum:.2f}x")
-        print(f"no-op `dvc repro` {noop:.2f} s vs `dvc status` {status:.2f} s: {noop / status:.2f}x (best of 3)")
-        print(f"outputs that differ between two forced runs: {len(differ)} of {len(first)}" +
-              "".join(f"\n  {p}" for p in differ))
+            nb, nb2, sc = nb_stage.get(stage, float("nan")), nb_stage2.get(stage, float("nan")), scripts[stage]
+            print(f"| {stage} | {nb:.1f} | {nb2:.1f} | {sc.seconds:.1f} | {nb / sc.seconds:.2f} | {bare[stage].seconds:.1f} | "
+                  f"{fmt(run1.stage_mb.get(stage), ',.0f')} | {sc.peak_mb:,.0f} |")
+        nb_sum, sc_sum = sum(nb_stage.values()), sum(s.seconds for s in scripts.values())
+        print(f"| **sum** | {nb_sum:.1f} | {sum(nb_stage2.values()):.1f} | {sc_sum:.1f} | {nb_sum / sc_sum:.2f} | "
+              f"{sum(r.seconds for r in bare.values()):.1f} | | |")
+
+        print("\n## Summary\n")
+        print("| figure | value |\n|---|---|")
+        print(f"| forced `dvc repro -f` wall | {run1.seconds:.1f} s (second copy {run2.seconds:.1f} s) |")
+        print(f"| notebook/script ratio (sum of stage seconds) | {nb_sum / sc_sum:.2f}x |")
+        print(f"| no-op `dvc repro` vs `dvc status` (best of 3) | {noop:.2f} s vs {status:.2f} s: {noop / status:.2f}x"
+              + (" (PYTHONDONTWRITEBYTECODE is set: DVC's modules are compiled on every call)"
+                 if os.environ.get("PYTHONDONTWRITEBYTECODE") else "") + " |")
+        print(f"| outputs that differ between two forced runs (two copies) | {len(differ)} of {len(first)}"
+              f"{': ' + ', '.join(differ) if differ else ''} |")
+
+        sized: dict[int, tuple[Run, dict[str, float]]] = {}
+        for n in args.sizes:
+            if n == default_n:
+                sized[n] = run1, nb_stage
+                continue
+            set_customers(copy, n)
+            print(f"\n(forced run at {n:,} customers ...)", flush=True)
+            run, per_stage, _ = forced_run(copy)
+            sized[n] = run, per_stage
+        if sized:
+            sizes = list(sized)
+            print("\n## Pipeline at each size: forced-run seconds and peak memory (MB) per stage\n")
+            print("| stage | " + " | ".join(f"{n:,}: s | {n:,}: peak MB" for n in sizes) + " |")
+            print("|---|" + "---:|---:|" * len(sizes))
+            for stage in stages:
+                cells = [f"{fmt(sized[n][1].get(stage))} | {fmt(sized[n][0].stage_mb.get(stage), ',.0f')}" for n in sizes]
+                print(f"| {stage} | " + " | ".join(cells) + " |")
+            walls = [(f"stopped beyond {MEMORY_LIMIT / MB:,.0f} MB" if sized[n][0].stopped else
+                      f"{sized[n][0].seconds:.1f}") + f" | {sized[n][0].peak_mb:,.0f}" for n in sizes]
+            print("| **pipeline** (wall; peak of the whole tree) | " + " | ".join(walls) + " |")
     finally:
         if args.keep:
-            print(f"kept: {copy}")
+            print(f"\nkept: {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -25,12 +26,13 @@ import yaml
 from . import catalog
 
 # %% auto #0
-__all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'VOLATILE', 'StageError', 'project_root', 'resolve', 'read_yaml',
+__all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'VOLATILE', 'STREAMS', 'StageError', 'project_root', 'resolve', 'read_yaml',
            'declared_params', 'StageParams', 'check_params', 'stage_params', 'params_contract', 'declared_view',
            'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text', 'table_columns', 'read_table',
            'iter_table', 'require_columns', 'require_rows', 'lazy_import', 'pipeline_outputs', 'will_exist',
            'visible_columns', 'visible_values', 'stage_module', 'check_project', 'toy_project', 'stage_notebook',
-           'run_stage', 'kernel_config', 'strip_volatile', 'describe_failure', 'main']
+           'run_stage', 'kernel_config', 'machine_paths', 'relative_text', 'merged_outputs', 'strip_volatile',
+           'describe_failure', 'main']
 
 # %% ../../nbs/00_core.ipynb #00c005
 class StageError(Exception):
@@ -340,7 +342,10 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     notebook = stage_notebook(stage, root)
     executed = resolve(catalog.executed_notebook(notebook.name), root)
     executed.parent.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernel inherits it: no TensorFlow start-up chatter
+    # The kernel inherits it: no TensorFlow start-up chatter. At 2 TensorFlow still logs, from C++ and timestamped,
+    # that it cannot register the CUDA plugins (harmless without a GPU): a different line every run, racing Python's
+    # own warnings for a place in the cell's output. 3 keeps only fatal errors.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters={"params_file": params_file},
                             cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
@@ -354,21 +359,65 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     return executed
 
 def kernel_config():
-    "The kernel talks over local IPC sockets, not TCP: cheaper, private, and no unencrypted-TCP warning."
+    """The kernel talks over local IPC sockets, not TCP: cheaper, private, and no unencrypted-TCP warning. The notebook
+    records what the kernel's Python prints; what worker processes and C libraries write to the file descriptors goes
+    to the terminal instead, since when it arrives (in which cell, if at all before the run ends) is a race."""
     from traitlets.config import Config
     config = Config()
     config.KernelManager.transport = "ipc"
+    config.NotebookClient.extra_arguments = ["--IPKernelApp.capture_fd_output=False"]
     return config
 
 VOLATILE = ("start_time", "end_time", "duration")   # papermill's timestamps, in the notebook's and each cell's metadata
+STREAMS = ("stdout", "stderr")                       # the order merged stream outputs take in a cell
+
+def machine_paths(root: str | Path | None = None) -> list[tuple[str, str]]:
+    "Folders that differ from machine to machine (the packages', Python's, the project's), each with a short name."
+    where = sysconfig.get_paths()
+    paths = [(where["purelib"], "<site-packages>"), (where["platlib"], "<site-packages>"), (where["stdlib"], "<stdlib>")]
+    paths += [(str(Path(root).resolve()), "."), (str(root), ".")] if root is not None else []
+    return sorted({p: short for p, short in paths if p and p != os.sep}.items(), key=lambda item: -len(item[0]))
+
+def relative_text(text: str, paths: list[tuple[str, str]]) -> str:
+    "`text` with each machine path (see `machine_paths`) written short: a clone elsewhere prints the same bytes."
+    for path, short in paths:
+        text = re.sub(re.escape(path) + r"(?![\w.-])", lambda _: short, text)
+    return text
+
+def merged_outputs(outputs: list[dict], paths: list[tuple[str, str]]) -> list[dict]:
+    """Outputs with machine paths written short, and each stretch of stream outputs as one output per stream (stdout,
+    then stderr): the kernel flushes its streams on a timer, so how the same text is cut, and how the two streams
+    interleave between two displays, changes from run to run."""
+    def short(value):
+        if isinstance(value, str):
+            return relative_text(value, paths)
+        if isinstance(value, list):
+            return [short(v) for v in value]
+        return {k: short(v) for k, v in value.items()} if isinstance(value, dict) else value
+    merged, stretch = [], {}
+    for output in outputs + [None]:
+        if output is not None and output.get("output_type") == "stream" and output.get("name") in STREAMS:
+            text = output.get("text", "")
+            stretch[output["name"]] = stretch.get(output["name"], "") + ("".join(text) if isinstance(text, list) else text)
+            continue
+        merged += [{"name": name, "output_type": "stream", "text": short(stretch[name]).splitlines(keepends=True)}
+                   for name in STREAMS if stretch.get(name)]
+        stretch = {}
+        if output is not None:
+            merged.append(short(output))
+    return merged
 
 def strip_volatile(path: str | Path, root: str | Path | None = None) -> Path:
-    """Drop what changes from run to run in an executed notebook (timestamps, durations, a random cell id) and write
-    papermill's input and output paths relative to `root`, so a clone elsewhere writes the same bytes; keep the rest."""
+    """Drop what changes from run to run in an executed notebook (timestamps, durations, a random cell id, how the
+    streams were cut); write papermill's paths relative to `root`, and in outputs the project's, Python's and the
+    packages' folders as `.`, `<stdlib>` and `<site-packages>`: a clone elsewhere writes the same bytes."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    paths = machine_paths(root)
     for cell in nb.get("cells", []):   # papermill gives the cell it injects a random id
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             cell["id"] = "injected-parameters"
+        if "outputs" in cell:
+            cell["outputs"] = merged_outputs(cell["outputs"], paths)
     for meta in [nb.get("metadata", {})] + [cell.get("metadata", {}) for cell in nb.get("cells", [])]:
         meta.pop("execution", None)
         for key in VOLATILE:

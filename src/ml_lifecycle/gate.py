@@ -5,6 +5,7 @@
 # %% ../../nbs/00d_gate.ipynb #00dc003
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from . import catalog
 from .core import StageError, atomic_write, lazy_import, resolve
 
+# Importing TFDV imports google.api_core, which warns that this Python's end of life nears: a message that depends on
+# the date, names the interpreter's folder, and says nothing about the data. Only that warning is silenced.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core\._python_version_support")
 tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on first use, not with this module
 
 # %% auto #0

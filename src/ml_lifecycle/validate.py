@@ -63,7 +63,8 @@ def beam_statistics(pattern: str, options: dict, batch_rows: int = 100_000) -> s
     with tempfile.TemporaryDirectory() as tmp:
         where = str(options["temp_location"]).rstrip("/") if options.get("temp_location") else tmp
         output = f"{where}/tfdv-statistics-{uuid.uuid4().hex}.pb"
-        with beam.Pipeline(options=PipelineOptions(**options)) as pipeline:
+        # flags=[]: the options are `options`, not the command line (a kernel's: -f /tmp/<random>.json)
+        with beam.Pipeline(options=PipelineOptions(flags=[], **options)) as pipeline:
             _ = (pipeline
                  | "Read" >> beam.io.ReadFromParquetBatched(pattern)
                  | "Split" >> beam.FlatMap(lambda table: table.to_batches(max_chunksize=batch_rows))
