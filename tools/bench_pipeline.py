@@ -171,7 +171,7 @@ def cells_run(copy: Path, stages: list[str]) -> dict[str, Run]:
     from ml_lifecycle.core import stage_notebook
     runs = {}
     for stage in stages:
-        script = copy / ".bench-scripts" / f"{stage}.py"
+        script = copy / ".bench-scripts" / f"stage_{stage}.py"   # not select.py: it would shadow the module select
         script.parent.mkdir(exist_ok=True)
         script.write_text(cells_script(stage_notebook(stage, copy)))
         runs[stage] = sh([sys.executable, str(script)], copy / "nbs")
