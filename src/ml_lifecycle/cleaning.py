@@ -147,15 +147,11 @@ def cleaning_recipe(decisions: list[dict], id_column: str, label: str | None, mi
 
 def as_boolean_codes(values: pd.Series) -> pd.Series:
     "`True`/`False` from yes/no, true/false, y/n, t/f and 0/1 (any case); gaps missing; any other text as it is."
-    def code(value):
-        if value is None or (not isinstance(value, str) and pd.isna(value)):
-            return None
-        token = as_text(pd.Series([value])).iloc[0].lower()
-        if token in MISSING_TOKENS:
-            return None
-        word = BOOLEAN_WORDS.get(token, NUMBER_WORDS.get(token))
-        return str(value).strip() if word is None else str(word)
-    return values.map(code).astype(object)
+    text = as_text(values)
+    token = text.str.lower()
+    codes = token.map({word: str(flag) for word, flag in {**NUMBER_WORDS, **BOOLEAN_WORDS}.items()})
+    coded = codes.fillna(text.astype(object)).mask(text.isna() | token.isin(MISSING_TOKENS))
+    return coded.astype(object).where(coded.notna(), None)
 
 def clean_rows(df: pd.DataFrame, recipe: Mapping) -> tuple[pd.DataFrame, dict]:
     "`df` cleaned by `recipe` (see above); and counts of the cells it set missing: unparseable numbers, impossible values."
