@@ -44,6 +44,8 @@ help:
 
 env: $(STAMP)
 
+# uv writes no .pyc files unless asked (--compile-bytecode; pip, on the conda path, compiles by default): without
+# them every stage, a new process, compiles what it imports, on every run where PYTHONDONTWRITEBYTECODE is set.
 # Rebuilt only when the lock or the package metadata changes, or the stack differs from the one the stamp names,
 # so a second `make` installs nothing.
 ifneq ($(shell cat $(STAMP) 2>/dev/null),$(STACK))
@@ -60,8 +62,8 @@ else
 	@echo ">> $(STACK) stack, no conda found: creating $(VENV) with $(PYTHON) and installing $(LOCK) with uv"
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' $(LOCK) | cut -d' ' -f1)"
-	$(BIN)/python -m uv pip sync --python $(BIN)/python --require-hashes $(LOCK)
-	$(BIN)/python -m uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m uv pip sync --python $(BIN)/python --require-hashes --compile-bytecode $(LOCK)
+	$(BIN)/python -m uv pip install --python $(BIN)/python --no-deps --compile-bytecode -e .
 endif
 	echo $(STACK) > $(STAMP)
 

@@ -27,11 +27,11 @@ from . import catalog
 
 # %% auto #0
 __all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'VOLATILE', 'STREAMS', 'StageError', 'project_root', 'resolve', 'read_yaml',
-           'declared_params', 'StageParams', 'check_params', 'stage_params', 'params_contract', 'declared_view',
-           'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text', 'table_columns', 'read_table',
-           'iter_table', 'require_columns', 'require_rows', 'lazy_import', 'pipeline_outputs', 'will_exist',
-           'visible_columns', 'visible_values', 'stage_module', 'check_project', 'toy_project', 'stage_notebook',
-           'run_stage', 'kernel_config', 'machine_paths', 'relative_text', 'merged_outputs', 'strip_volatile',
+           'declared_params', 'StageParams', 'json_schema_validator', 'check_params', 'stage_params', 'params_contract',
+           'declared_view', 'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text', 'table_columns',
+           'read_table', 'iter_table', 'require_columns', 'require_rows', 'lazy_import', 'pipeline_outputs',
+           'will_exist', 'visible_columns', 'visible_values', 'stage_module', 'check_project', 'toy_project',
+           'stage_notebook', 'run_stage', 'machine_paths', 'relative_text', 'merged_outputs', 'strip_volatile',
            'describe_failure', 'main']
 
 # %% ../../nbs/00_core.ipynb #00c005
@@ -60,9 +60,9 @@ def resolve(path: str | Path, root: str | Path | None = None) -> Path:
 
 # %% ../../nbs/00_core.ipynb #00c012
 def read_yaml(path: str | Path) -> Any:
-    "Parse a YAML file."
+    "Parse a YAML file (safely: plain data only), with libyaml's parser when PyYAML has it: ten times faster."
     with open(path) as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 def declared_params(stage: str, root: str | Path | None = None) -> list[str]:
     "The params.yaml keys that `stage` declares in dvc.yaml."
@@ -114,9 +114,23 @@ class StageParams(Mapping):
         return f"StageParams({self.stage!r}, {self.to_dict()!r})"
 
 # %% ../../nbs/00_core.ipynb #00c015
+def json_schema_validator():
+    """jsonschema's `Draft202012Validator`. When jsonschema is first imported here, it is imported without
+    rfc3987-syntax (installed for Jupyter's event schemas): that package builds 38 Lark grammars on import, 0.6 s in
+    every stage, for the IRI formats, which no contract uses. Anything that imports rfc3987-syntax later gets it."""
+    blocked = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
+    if blocked:
+        sys.modules["rfc3987_syntax"] = None   # jsonschema's `import rfc3987_syntax` raises ImportError and moves on
+    try:
+        from jsonschema import Draft202012Validator
+    finally:
+        if blocked:
+            del sys.modules["rfc3987_syntax"]
+    return Draft202012Validator
+
 def check_params(stage: str, values: Mapping, schema: Mapping, source: str = "params.yaml") -> None:
     "Raise a `StageError` naming the first field of `values` that breaks the JSON `schema`."
-    from jsonschema import Draft202012Validator
+    Draft202012Validator = json_schema_validator()
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -342,14 +356,14 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     notebook = stage_notebook(stage, root)
     executed = resolve(catalog.executed_notebook(notebook.name), root)
     executed.parent.mkdir(parents=True, exist_ok=True)
-    # The kernel inherits it: no TensorFlow start-up chatter. At 2 TensorFlow still logs, from C++ and timestamped,
-    # that it cannot register the CUDA plugins (harmless without a GPU): a different line every run, racing Python's
-    # own warnings for a place in the cell's output. 3 keeps only fatal errors.
+    from ml_lifecycle.execution import ENGINE   # registers the in-process engine with papermill
+    # No TensorFlow start-up chatter. At 2 TensorFlow still logs, from C++ and timestamped, that it cannot register
+    # the CUDA plugins (harmless without a GPU): a different line every run. 3 keeps only fatal errors.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters={"params_file": params_file},
-                            cwd=str(notebook.parent), kernel_name="python3", progress_bar=False,
-                            request_save_on_cell_execute=False, config=kernel_config())
+                            cwd=str(notebook.parent), engine_name=ENGINE, kernel_name="python3", progress_bar=False,
+                            request_save_on_cell_execute=False)
     except pm.PapermillExecutionError as e:
         raise RuntimeError(describe_failure(stage, e.ename, e.evalue, e.traceback) +
                            f"\n  (the executed notebook with the full traceback is {executed.relative_to(root)})") from None
@@ -357,16 +371,6 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
         if executed.is_file():
             strip_volatile(executed, root)
     return executed
-
-def kernel_config():
-    """The kernel talks over local IPC sockets, not TCP: cheaper, private, and no unencrypted-TCP warning. The notebook
-    records what the kernel's Python prints; what worker processes and C libraries write to the file descriptors goes
-    to the terminal instead, since when it arrives (in which cell, if at all before the run ends) is a race."""
-    from traitlets.config import Config
-    config = Config()
-    config.KernelManager.transport = "ipc"
-    config.NotebookClient.extra_arguments = ["--IPKernelApp.capture_fd_output=False"]
-    return config
 
 VOLATILE = ("start_time", "end_time", "duration")   # papermill's timestamps, in the notebook's and each cell's metadata
 STREAMS = ("stdout", "stderr")                       # the order merged stream outputs take in a cell
@@ -447,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("stage")
     run.add_argument("--params-file", default="params.yaml")
     args = parser.parse_args(argv)
+    # Before anything loads OpenMP (scikit-learn's boosting and forests): threads waiting for work sleep instead of
+    # spinning, which on a busy 2-core machine made one boosting fit ten times slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.perf_counter()
     try:
         stages = check_project(args.params_file)

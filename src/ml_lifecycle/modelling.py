@@ -16,7 +16,6 @@ from zipfile import ZIP_DEFLATED
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -26,12 +25,15 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .core import StageError, atomic_write, check_params
+from .core import StageError, atomic_write, check_params, lazy_import
+
+sio = lazy_import("skops.io")   # imported on the first save or load: most stages never touch a model file
 
 # %% auto #0
-__all__ = ['METRICS', 'PROBLEM_SCHEMA', 'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit', 'profit_curve',
-           'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model', 'make_pipeline',
-           'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model', 'load_model']
+__all__ = ['sio', 'METRICS', 'PROBLEM_SCHEMA', 'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit',
+           'profit_curve', 'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model',
+           'make_pipeline', 'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model',
+           'load_model']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 METRICS = ("roc_auc", "average_precision")
