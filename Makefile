@@ -62,7 +62,7 @@ else
 	@echo ">> $(STACK) stack, no conda found: creating $(VENV) with $(PYTHON) and installing $(LOCK) with uv"
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$$(grep -E '^uv==' $(LOCK) | cut -d' ' -f1)"
-	$(BIN)/python -m uv pip sync --python $(BIN)/python --require-hashes --compile-bytecode $(LOCK)
+	$(BIN)/python -m uv pip sync --python $(BIN)/python --compile-bytecode --require-hashes $(LOCK)
 	$(BIN)/python -m uv pip install --python $(BIN)/python --no-deps --compile-bytecode -e .
 endif
 	echo $(STACK) > $(STAMP)

@@ -15,7 +15,7 @@ _spec.loader.exec_module(catalog)
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = DVC["stages"]
 PACKAGE = ROOT / "src" / "ml_lifecycle"
-SHARED = {"core", "catalog", "cleaning", "reporting", "modelling", "gate"}
+SHARED = {"core", "execution", "catalog", "cleaning", "reporting", "modelling", "gate"}
 
 
 def entries(items):

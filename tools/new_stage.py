@@ -98,7 +98,7 @@ def catalog_cell(name: str) -> dict:
 def dvc_stage(name: str, notebook_name: str, package: str, script: str) -> str:
     return (f"  {name}:\n"
             f"    cmd: tools/in-venv {script} run {name}\n"
-            f"    deps: [nbs/{notebook_name}, src/{package}/core.py, src/{package}/catalog.py]\n"
+            f"    deps: [nbs/{notebook_name}, src/{package}/core.py, src/{package}/execution.py, src/{package}/catalog.py]\n"
             f"    params: [{name}]\n"
             f"    outs:\n"
             f"      - reports/notebooks/{notebook_name}\n"

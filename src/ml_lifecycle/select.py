@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+from joblib.externals.loky import get_reusable_executor
 from scipy import stats
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes HalvingRandomSearchCV importable)
 from sklearn.model_selection import HalvingRandomSearchCV, cross_validate
@@ -78,6 +79,8 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
             sign = -1 if scorer.startswith("neg_") else 1
             final[f"{metric}_mean"], final[f"{metric}_std"] = sign * scores[f"test_{metric}"].mean(), scores[f"test_{metric}"].std()
         results += [rows, pd.DataFrame([final])]
+    if n_jobs != 1:   # joblib's workers would otherwise idle for 300 s, and warn of leaked semaphores at exit
+        get_reusable_executor().shutdown(wait=True)
     columns = ["candidate", "round", "rows", "confirmed", "settings"] + [f"{m}_{s}" for m in SCORING for s in ("mean", "std")]
     return pd.concat(results, ignore_index=True)[columns]
 
