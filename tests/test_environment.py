@@ -220,3 +220,11 @@ def test_only_the_validate_stage_imports_tensorflow():
             "print(sorted(m for m in ('tensorflow', 'tensorflow_data_validation', 'apache_beam') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_project_check_imports_no_model_library():
+    "Every stage's command first checks every stage's contract, so importing the stage modules stays cheap."
+    code = ("import sys; from ml_lifecycle.core import check_project; check_project(); "
+            "print(sorted(m for m in ('sklearn', 'skops', 'scipy.stats', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -1,7 +1,7 @@
 """Pipeline figures, printed side by side (never asserted): forced `dvc repro -f` seconds per stage; each stage's
 command (`ml-lifecycle run <stage>`) against the same cells run as a plain Python script (each notebook's code cells as
 one file: the script variant, built here), each in its own process, and each stage's bare `run(params, root)`; the
-notebook/script ratio; no-op `dvc repro` against `dvc status`;
+notebook/script ratio (at every size); no-op `dvc repro` against `dvc status`;
 how many DVC outputs differ between two forced runs in two copies at different paths; and the pipeline's seconds and
 peak memory per stage at several sizes (`demo_data.n_customers`).
 
@@ -254,21 +254,22 @@ def main() -> None:
         print("| figure | value |\n|---|---|")
         print(f"| forced `dvc repro -f` wall | {run1.seconds:.1f} s (second copy {run2.seconds:.1f} s) |")
         print(f"| notebook/script ratio (sum of the stages' process seconds) | {nb_sum / sc_sum:.2f}x |")
-        print(f"| no-op `dvc repro` vs `dvc status` (best of 3) | {noop:.2f} s vs {status:.2f} s: {noop / status:.2f}x"
-              + (" (PYTHONDONTWRITEBYTECODE is set: DVC's modules are compiled on every call)"
-                 if os.environ.get("PYTHONDONTWRITEBYTECODE") else "") + " |")
+        print(f"| no-op `dvc repro` vs `dvc status` (best of 3) | {noop:.2f} s vs {status:.2f} s: {noop / status:.2f}x |")
         print(f"| outputs that differ between two forced runs (two copies) | {len(differ)} of {len(first)}"
               f"{': ' + ', '.join(differ) if differ else ''} |")
 
         sized: dict[int, tuple[Run, dict[str, float]]] = {}
+        compared: dict[int, tuple[dict[str, Run], dict[str, Run]]] = {}   # size: (notebooks, scripts)
         for n in args.sizes:
             if n == default_n:
-                sized[n] = run1, nb_stage
+                sized[n], compared[n] = (run1, nb_stage), (notebooks, scripts)
                 continue
             set_customers(copy, n)
-            print(f"\n(forced run at {n:,} customers ...)", flush=True)
+            print(f"\n(forced run at {n:,} customers, then each stage as a notebook and as a script ...)", flush=True)
             run, per_stage, _ = forced_run(copy)
             sized[n] = run, per_stage
+            if not run.stopped:
+                compared[n] = notebook_run(copy, stages), cells_run(copy, stages)
         if sized:
             sizes = list(sized)
             print("\n## Pipeline at each size: forced-run seconds and peak memory (MB) per stage\n")
@@ -280,6 +281,18 @@ def main() -> None:
             walls = [(f"stopped beyond {MEMORY_LIMIT / MB:,.0f} MB" if sized[n][0].stopped else
                       f"{sized[n][0].seconds:.1f}") + f" | {sized[n][0].peak_mb:,.0f}" for n in sizes]
             print("| **pipeline** (wall; peak of the whole tree) | " + " | ".join(walls) + " |")
+        if compared:
+            sizes = list(compared)
+            print("\n## Notebook against script at each size: each stage's process seconds\n")
+            print("| stage | " + " | ".join(f"{n:,}: notebook s | {n:,}: script s" for n in sizes) + " |")
+            print("|---|" + "---:|---:|" * len(sizes))
+            for stage in stages:
+                cells = [f"{compared[n][0][stage].seconds:.1f} | {compared[n][1][stage].seconds:.1f}" for n in sizes]
+                print(f"| {stage} | " + " | ".join(cells) + " |")
+            sums = {n: (sum(r.seconds for r in compared[n][0].values()), sum(r.seconds for r in compared[n][1].values()))
+                    for n in sizes}
+            print("| **sum** | " + " | ".join(f"{sums[n][0]:.1f} | {sums[n][1]:.1f}" for n in sizes) + " |")
+            print("| **ratio** | " + " | ".join(f"{sums[n][0] / sums[n][1]:.3f}x | " for n in sizes) + " |")
     finally:
         if args.keep:
             print(f"\nkept: {tmp}")

@@ -15,13 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.calibration import calibration_curve
-from sklearn.inspection import permutation_importance
 
 from . import catalog
 from .core import (
-    StageError, params_contract, read_json, read_table, resolve, visible_columns, write_json, write_text)
+    StageError, lazy_import, params_contract, read_json, read_table, resolve, visible_columns, write_json, write_text)
 from .modelling import (
     SCORING, Problem, decision_profit, grouped_sample, load_model, model_columns, naive_profits, profit_curve)
 from .reporting import markdown_table, write_csv, write_markdown
@@ -29,10 +26,14 @@ from .reporting import markdown_table, write_csv, write_markdown
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# scikit-learn is imported on first use: every stage's command imports this module for its parameter contract.
+skm, sk_calibration, sk_inspection = (lazy_import(f"sklearn.{name}") for name in ("metrics", "calibration", "inspection"))
+
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'evaluate', 'profit_summary', 'thin', 'curve_tables', 'importance_rows', 'importance_table',
-           'segment_table', 'model_card', 'hold_out_result', 'rounded', 'period', 'data_summary', 'headline',
-           'check_segments', 'check_inputs', 'read_curves', 'curve_figure', 'require_success', 'run']
+__all__ = ['skm', 'sk_calibration', 'sk_inspection', 'PARAMS_SCHEMA', 'evaluate', 'profit_summary', 'thin', 'curve_tables',
+           'importance_rows', 'importance_table', 'segment_table', 'model_card', 'hold_out_result', 'rounded', 'period',
+           'data_summary', 'headline', 'check_segments', 'check_inputs', 'read_curves', 'curve_figure',
+           'require_success', 'run']
 
 # %% ../../nbs/09_evaluate.ipynb #09c006
 def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
@@ -71,7 +72,7 @@ def curve_tables(y_true: np.ndarray, proba: np.ndarray, threshold: float, proble
     "ROC, precision-recall, reliability and profit curves, and per-row confusion data."
     fpr, tpr, roc_thresholds = skm.roc_curve(y_true, proba)
     precision, recall, pr_thresholds = skm.precision_recall_curve(y_true, proba)
-    observed, predicted = calibration_curve(y_true, proba, n_bins=10, strategy="quantile")
+    observed, predicted = sk_calibration.calibration_curve(y_true, proba, n_bins=10, strategy="quantile")
     return {
         "roc": thin(pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)})),
         "precision_recall": thin(pd.DataFrame({"recall": recall[:-1], "precision": precision[:-1], "threshold": pr_thresholds})),
@@ -90,7 +91,8 @@ def importance_rows(test: pd.DataFrame, label: str, max_rows: int | None, seed: 
 def importance_table(model, test: pd.DataFrame, spec: dict, metric: str, seed: int, n_repeats: int = 5) -> pd.DataFrame:
     "Permutation importance of every input column on the hold-out data, largest first."
     X, y = test[model_columns(spec)], test[spec["label"]]
-    result = permutation_importance(model, X, y, scoring=SCORING[metric], n_repeats=n_repeats, random_state=seed, n_jobs=1)
+    result = sk_inspection.permutation_importance(model, X, y, scoring=SCORING[metric], n_repeats=n_repeats,
+                                                  random_state=seed, n_jobs=1)
     return (pd.DataFrame({"feature": X.columns, "importance": result.importances_mean, "std": result.importances_std})
             .sort_values("importance", ascending=False, kind="stable").round(5).reset_index(drop=True))
 

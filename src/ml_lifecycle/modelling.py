@@ -5,35 +5,38 @@
 # %% ../../nbs/00c_modelling.ipynb #00cc003
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import re
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 from zipfile import ZIP_DEFLATED
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .core import StageError, atomic_write, check_params, lazy_import
 
-sio = lazy_import("skops.io")   # imported on the first save or load: most stages never touch a model file
+if TYPE_CHECKING:   # for the annotations only
+    from sklearn.base import ClassifierMixin
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import Pipeline
+
+# scikit-learn and skops are imported on first use, not with this module: every stage's command imports every stage
+# module (for its parameter contract) before it runs, and the stages that fit no model need neither (0.5 s per stage).
+sk_compose, sk_impute, sk_model_selection, sk_pipeline, sk_preprocessing = (
+    lazy_import(f"sklearn.{name}") for name in ("compose", "impute", "model_selection", "pipeline", "preprocessing"))
+sio = lazy_import("skops.io")
 
 # %% auto #0
-__all__ = ['sio', 'METRICS', 'PROBLEM_SCHEMA', 'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit',
-           'profit_curve', 'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model',
-           'make_pipeline', 'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model',
-           'load_model']
+__all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_preprocessing', 'sio', 'METRICS', 'PROBLEM_SCHEMA',
+           'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit', 'profit_curve',
+           'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model', 'make_pipeline',
+           'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model', 'load_model']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 METRICS = ("roc_auc", "average_precision")
@@ -132,34 +135,35 @@ def naive_profits(y_true, p: Problem) -> dict:
 def make_preprocessor(spec: dict, impute_numeric: str = "median", min_category_frequency: float = 0.01
                       ) -> ColumnTransformer:
     "Impute and scale numeric columns, one-hot encode categoricals (unseen and rare levels share a column)."
-    numeric = Pipeline([("impute", SimpleImputer(strategy=impute_numeric, add_indicator=True)),
-                        ("scale", StandardScaler())])
-    categorical = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_category_frequency,
-                                sparse_output=False)
-    return ColumnTransformer([("numeric", numeric, spec["numeric"]), ("categorical", categorical, spec["categorical"])],
-                             verbose_feature_names_out=True)
+    numeric = sk_pipeline.Pipeline([("impute", sk_impute.SimpleImputer(strategy=impute_numeric, add_indicator=True)),
+                                    ("scale", sk_preprocessing.StandardScaler())])
+    categorical = sk_preprocessing.OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                                 min_frequency=min_category_frequency, sparse_output=False)
+    return sk_compose.ColumnTransformer([("numeric", numeric, spec["numeric"]),
+                                         ("categorical", categorical, spec["categorical"])], verbose_feature_names_out=True)
 
 # %% ../../nbs/00c_modelling.ipynb #00cc015
-CANDIDATES: dict[str, type[ClassifierMixin]] = {
-    "logistic_regression": LogisticRegression,
-    "random_forest": RandomForestClassifier,
-    "hist_gradient_boosting": HistGradientBoostingClassifier,
+CANDIDATES: dict[str, str] = {   # name: the scikit-learn class, imported when a model is made
+    "logistic_regression": "sklearn.linear_model.LogisticRegression",
+    "random_forest": "sklearn.ensemble.RandomForestClassifier",
+    "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
 }
 
 def make_model(name: str, settings: dict, seed: int, stage: str = "select") -> ClassifierMixin:
     "The candidate `name` with `settings` as keyword arguments and a fixed seed."
     if name not in CANDIDATES:
         raise StageError(stage, "params.yaml", f"select.candidates.{name}", f"unknown model; choose from {sorted(CANDIDATES)}")
+    module, _, model_class = CANDIDATES[name].rpartition(".")
     try:
-        model = CANDIDATES[name](**settings)
+        model = getattr(importlib.import_module(module), model_class)(**settings)
     except TypeError as e:
         raise StageError(stage, "params.yaml", f"select.candidates.{name}", str(e)) from None
     return model.set_params(random_state=seed)
 
 def make_pipeline(spec: dict, model: ClassifierMixin) -> Pipeline:
     "The features stage's transform followed by `model`: what is cross-validated, trained and saved."
-    return Pipeline([("features", make_preprocessor(spec, spec["impute_numeric"], spec["min_category_frequency"])),
-                     ("model", model)])
+    return sk_pipeline.Pipeline([("features", make_preprocessor(spec, spec["impute_numeric"], spec["min_category_frequency"])),
+                                 ("model", model)])
 
 # %% ../../nbs/00c_modelling.ipynb #00cc018
 SCORING = {"roc_auc": "roc_auc", "average_precision": "average_precision", "log_loss": "neg_log_loss",
@@ -170,7 +174,7 @@ def model_columns(spec: dict) -> list[str]:
 
 def grouped_folds(cv_folds: int, seed: int) -> StratifiedGroupKFold:
     "Stratified folds that keep every customer's snapshots on one side."
-    return StratifiedGroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    return sk_model_selection.StratifiedGroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
 
 def grouped_sample(y, groups, max_rows: int | None, seed: int) -> np.ndarray:
     """Positions (in order) of a seeded sample of whole groups with at most `max_rows` rows: every row when `max_rows`

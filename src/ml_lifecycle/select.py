@@ -13,20 +13,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
-from joblib.externals.loky import get_reusable_executor
-from scipy import stats
-from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes HalvingRandomSearchCV importable)
-from sklearn.model_selection import HalvingRandomSearchCV, cross_validate
 
 from . import catalog
-from .core import StageError, params_contract, read_json, read_table, resolve, write_json
+from .core import StageError, lazy_import, params_contract, read_json, read_table, resolve, write_json
 from .modelling import (
     CANDIDATES, METRICS, SCORING, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns)
 from .reporting import markdown_table, write_csv, write_markdown
 
+# Imported on first use: every stage's command imports this module for its parameter contract.
+stats, sk_model_selection = lazy_import("scipy.stats"), lazy_import("sklearn.model_selection")
+
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate', 'search_rows', 'choose', 'search_seen',
-           'selection_page', 'run']
+__all__ = ['stats', 'sk_model_selection', 'PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate',
+           'search_rows', 'choose', 'search_seen', 'selection_page', 'run']
 
 # %% ../../nbs/07_select.ipynb #07c006
 def search_space(space: dict, name: str) -> dict:
@@ -52,6 +51,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
     the mean and std of every metric (`confirmed` is True on those rows)."""
     if primary_metric not in METRICS:
         raise StageError("select", "params.yaml", "problem.primary_metric", f"must be one of {METRICS}")
+    import sklearn.experimental.enable_halving_search_cv  # noqa: F401  (HalvingRandomSearchCV is still experimental)
     X, y, groups = train[model_columns(spec)], train[spec["label"]], train[spec["id_column"]]
     folds = grouped_folds(cv_folds, seed)
     splits = list(folds.split(X, y, groups))   # found once: every round of every search, and the confirmations, reuse them
@@ -61,17 +61,19 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         fixed = dict(candidate.get("fixed", {}))
         pipeline = make_pipeline(spec, make_model(name, fixed, seed))
         space = search_space(dict(candidate.get("search", {})), name)
-        search = HalvingRandomSearchCV(pipeline, space or {"model__random_state": [seed]}, n_candidates=n_iter if space else 1,
-                                       factor=factor, resource="n_samples", min_resources=first_rows, max_resources=len(X),
-                                       scoring=SCORING[primary_metric], refit=False, cv=splits, random_state=seed,
-                                       n_jobs=n_jobs, error_score="raise")
+        search = sk_model_selection.HalvingRandomSearchCV(pipeline, space or {"model__random_state": [seed]},
+                                                          n_candidates=n_iter if space else 1, factor=factor,
+                                                          resource="n_samples", min_resources=first_rows,
+                                                          max_resources=len(X), scoring=SCORING[primary_metric],
+                                                          refit=False, cv=splits, random_state=seed, n_jobs=n_jobs,
+                                                          error_score="raise")
         search.fit(X, y, groups=groups)
         cv = pd.DataFrame(search.cv_results_)
         settings = lambda p: {**fixed, **{k.removeprefix("model__"): _plain(v) for k, v in p.items() if k != "model__random_state"}}
         rows = pd.DataFrame({"candidate": name, "round": cv["iter"].astype(int), "rows": cv["n_resources"].astype(int),
                              "confirmed": False, "settings": [settings(p) for p in cv["params"]],
                              f"{primary_metric}_mean": cv["mean_test_score"], f"{primary_metric}_std": cv["std_test_score"]})
-        scores = cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=splits,
+        scores = sk_model_selection.cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=splits,
                                 scoring=SCORING, n_jobs=n_jobs, error_score="raise")
         final = {"candidate": name, "round": int(cv["iter"].max()) + 1, "rows": len(X), "confirmed": True,
                  "settings": settings(search.best_params_)}
@@ -80,6 +82,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
             final[f"{metric}_mean"], final[f"{metric}_std"] = sign * scores[f"test_{metric}"].mean(), scores[f"test_{metric}"].std()
         results += [rows, pd.DataFrame([final])]
     if n_jobs != 1:   # joblib's workers would otherwise idle for 300 s, and warn of leaked semaphores at exit
+        from joblib.externals.loky import get_reusable_executor
         get_reusable_executor().shutdown(wait=True)
     columns = ["candidate", "round", "rows", "confirmed", "settings"] + [f"{m}_{s}" for m in SCORING for s in ("mean", "std")]
     return pd.concat(results, ignore_index=True)[columns]

@@ -12,25 +12,31 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before scikit-learn load
 from collections.abc import Mapping
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import cross_val_predict
-from sklearn.pipeline import Pipeline
 
 from . import catalog
-from .core import params_contract, read_json, read_table, resolve, write_json
+from .core import lazy_import, params_contract, read_json, read_table, resolve, write_json
 from ml_lifecycle.modelling import (
     Problem, cost_optimal_threshold, decision_profit, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns,
     save_model)
 
+if TYPE_CHECKING:   # for the annotations only
+    from sklearn.pipeline import Pipeline
+
+sk_model_selection = lazy_import("sklearn.model_selection")   # on first use: every stage's command imports this module
+
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'run']
+__all__ = ['sk_model_selection', 'PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'run']
 
 # %% ../../nbs/08_train.ipynb #08c006
 def out_of_fold_proba(pipeline: Pipeline, train: pd.DataFrame, spec: dict, cv_folds: int, seed: int) -> np.ndarray:
     "Churn probabilities of every row of `train` from a model that did not see that row's customer."
-    return cross_val_predict(pipeline, train[model_columns(spec)], train[spec["label"]], groups=train[spec["id_column"]],
-                             cv=grouped_folds(cv_folds, seed), method="predict_proba")[:, 1]
+    return sk_model_selection.cross_val_predict(pipeline, train[model_columns(spec)], train[spec["label"]],
+                                                groups=train[spec["id_column"]], cv=grouped_folds(cv_folds, seed),
+                                                method="predict_proba")[:, 1]
 
 def choose_threshold(setting: str | float, y_true: np.ndarray, proba: np.ndarray, problem: Problem) -> dict:
     "The decision threshold: cost-optimal on validation predictions, or the number params fix."
