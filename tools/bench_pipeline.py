@@ -206,6 +206,15 @@ def current_customers(root: Path) -> int:
     return int(yaml.safe_load((root / "params.yaml").read_text())["demo_data"]["n_customers"])
 
 
+def size_table(title: str, sizes: list[int], columns: list[str], stages: list[str], cells) -> None:
+    "Print a table with a row per stage and, for each size, the `columns` that `cells(size, stage)` fills."
+    print(f"\n## {title}\n")
+    print("| stage | " + " | ".join(f"{n:,}: {column}" for n in sizes for column in columns) + " |")
+    print("|---|" + "---:|" * (len(sizes) * len(columns)))
+    for stage in stages:
+        print(f"| {stage} | " + " | ".join(cells(n, stage) for n in sizes) + " |")
+
+
 def fmt(x: float | None, spec: str = ".1f") -> str:
     return "-" if x is None or x != x else format(x, spec)
 
@@ -272,23 +281,16 @@ def main() -> None:
                 compared[n] = notebook_run(copy, stages), cells_run(copy, stages)
         if sized:
             sizes = list(sized)
-            print("\n## Pipeline at each size: forced-run seconds and peak memory (MB) per stage\n")
-            print("| stage | " + " | ".join(f"{n:,}: s | {n:,}: peak MB" for n in sizes) + " |")
-            print("|---|" + "---:|---:|" * len(sizes))
-            for stage in stages:
-                cells = [f"{fmt(sized[n][1].get(stage))} | {fmt(sized[n][0].stage_mb.get(stage), ',.0f')}" for n in sizes]
-                print(f"| {stage} | " + " | ".join(cells) + " |")
+            size_table("Pipeline at each size: forced-run seconds and peak memory (MB) per stage", sizes, ["s", "peak MB"],
+                       stages, lambda n, stage: f"{fmt(sized[n][1].get(stage))} | {fmt(sized[n][0].stage_mb.get(stage), ',.0f')}")
             walls = [(f"stopped beyond {MEMORY_LIMIT / MB:,.0f} MB" if sized[n][0].stopped else
                       f"{sized[n][0].seconds:.1f}") + f" | {sized[n][0].peak_mb:,.0f}" for n in sizes]
             print("| **pipeline** (wall; peak of the whole tree) | " + " | ".join(walls) + " |")
         if compared:
             sizes = list(compared)
-            print("\n## Notebook against script at each size: each stage's process seconds\n")
-            print("| stage | " + " | ".join(f"{n:,}: notebook s | {n:,}: script s" for n in sizes) + " |")
-            print("|---|" + "---:|---:|" * len(sizes))
-            for stage in stages:
-                cells = [f"{compared[n][0][stage].seconds:.1f} | {compared[n][1][stage].seconds:.1f}" for n in sizes]
-                print(f"| {stage} | " + " | ".join(cells) + " |")
+            size_table("Notebook against script at each size: each stage's process seconds", sizes,
+                       ["notebook s", "script s"], stages,
+                       lambda n, stage: f"{compared[n][0][stage].seconds:.1f} | {compared[n][1][stage].seconds:.1f}")
             sums = {n: (sum(r.seconds for r in compared[n][0].values()), sum(r.seconds for r in compared[n][1].values()))
                     for n in sizes}
             print("| **sum** | " + " | ".join(f"{sums[n][0]:.1f} | {sums[n][1]:.1f}" for n in sizes) + " |")
