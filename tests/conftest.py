@@ -10,6 +10,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# The template's example business: its stage, and the schemas and data it gives. `make no-demo` leaves it out.
+HAS_DEMO = "demo_data" in (yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("stages") or {})
+NO_DEMO = ("a test of the template's example business (the demo_data stage and its committed schemas); "
+           "this project has no demo_data stage (make no-demo)")
+
+
+def pytest_collection_modifyitems(config, items):
+    "Skip the tests marked `demo` in a project without the example business."
+    if HAS_DEMO:
+        return
+    skip = pytest.mark.skip(reason=NO_DEMO)
+    for item in items:
+        if item.get_closest_marker("demo"):
+            item.add_marker(skip)
 
 # A data profile small enough for tests; every other parameter stays as committed.
 TINY_PARAMS = {
@@ -65,8 +79,8 @@ def commit(project: Path, message="update"):
 
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory):
-    """A project copy on the tiny profile after one full `dvc repro`, committed. Treat as read-only:
-    tests that change it work on `tiny_copy`."""
+    """A project copy on the tiny profile (the demo business, shrunk) after one full `dvc repro`, committed. Treat as
+    read-only: tests that change it work on `tiny_copy`. Tests that use it are marked `demo`."""
     project = copy_project(tmp_path_factory.mktemp("tiny") / "project")
     set_params(project, TINY_PARAMS)
     result = run("dvc repro", project)

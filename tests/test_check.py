@@ -19,7 +19,8 @@ def test_the_committed_params_pass_the_check_before_any_data_exists(fresh):
 
 @pytest.mark.parametrize("changes, stage, field", [
     ({("evaluate", "segments"): ["plan", "tier"]}, "evaluate", "evaluate.segments"),
-    ({("gather", "events", "path"): "data/elsewhere/*.parquet"}, "gather", "gather.events.path"),
+    pytest.param({("gather", "events", "path"): "data/elsewhere/*.parquet"}, "gather", "gather.events.path",
+                 marks=pytest.mark.demo),   # the demo's event log source
     ({("select", "n_iter"): 0}, "select", "select.n_iter"),
     ({("score", "batch"): "data/new/batch.csv"}, "score", "score.batch"),
 ])

@@ -33,12 +33,14 @@ def test_threshold_follows_the_costs():
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_planted_signal_is_recovered(tiny_project):
     metrics = json.loads((tiny_project / "reports/metrics.json").read_text())
     assert metrics["roc_auc"] > 0.80 and metrics["meets_success_threshold"]
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_same_params_give_the_same_model_bytes_and_metrics(tiny_copy):
     before = {p: digest(tiny_copy / p) for p in ("models/choice.json", "models/model.skops", "reports/metrics.json")}
     for stage in ("select", "train", "evaluate"):
@@ -47,6 +49,7 @@ def test_same_params_give_the_same_model_bytes_and_metrics(tiny_copy):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_a_model_without_signal_fails_the_success_check(tiny_copy):
     train = pd.read_parquet(tiny_copy / "data/features/train.parquet")
     train["churned"] = np.random.default_rng(0).permutation(train["churned"].to_numpy())
@@ -60,6 +63,7 @@ def test_a_model_without_signal_fails_the_success_check(tiny_copy):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_an_unknown_segment_column_fails_the_project_check_in_seconds(tiny_copy):
     set_params(tiny_copy, {("evaluate", "segments"): ["plan", "planz"]})
     result = run("ml-lifecycle check", tiny_copy, check=False)
@@ -67,12 +71,14 @@ def test_an_unknown_segment_column_fails_the_project_check_in_seconds(tiny_copy)
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_the_evaluate_notebook_shows_its_curves_as_a_figure(tiny_project):
     executed = nbformat.read(tiny_project / "reports/notebooks/09_evaluate.ipynb", as_version=4)
     assert any("image/png" in out.get("data", {}) for cell in executed.cells for out in cell.get("outputs", []))
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_a_model_file_with_untrusted_types_is_refused(tiny_copy):
     import operator
     import skops.io as sio
@@ -86,6 +92,7 @@ def test_a_model_file_with_untrusted_types_is_refused(tiny_copy):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_scoring_accepts_a_clean_batch(tiny_project):
     predictions = pd.read_parquet(tiny_project / "data/predictions/predictions.parquet")
     serving = pd.read_parquet(tiny_project / "data/features/serving.parquet")
@@ -98,6 +105,7 @@ def test_scoring_accepts_a_clean_batch(tiny_project):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 @pytest.mark.parametrize("break_batch, feature", [
     (lambda b: b.assign(plan=np.where(np.arange(len(b)) % 5 == 0, "platinum", b["plan"])), "plan"),
     (lambda b: b.drop(columns="recency_days"), "recency_days"),

@@ -7,7 +7,7 @@ import yaml
 
 from conftest import ROOT, run, set_params
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.demo]   # every test works on the tiny demo run
 STAGES = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
 
 

@@ -22,6 +22,7 @@ from conftest import ROOT, VENV_BIN, copy_project, run
 NESTED = "TEMPLATE_TEST_NESTED"  # set for the generated project's own test run: no template test inside it
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.demo,   # projects made from this template, with and without its example business
     pytest.mark.skipif(not (ROOT / "copier.yml").is_file(), reason="a project made from the template has no copier.yml"),
     pytest.mark.skipif(os.environ.get(NESTED) == "1", reason="already inside the template test: no recursion"),
 ]

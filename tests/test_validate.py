@@ -65,12 +65,14 @@ def clean():
 
 
 # ---------------------------------------------------------------------------------------------- the contract
+@pytest.mark.demo
 def test_the_committed_schemas_admit_clean_demo_data_of_another_seed(clean):
     "No anomaly and no drift for honest data of a different draw: the thresholds are not tuned to one sample."
     assert check(raw_tables(seed=8, n_customers=1500), reference=clean[1]) == []
     assert check(clean[0]) == []
 
 
+@pytest.mark.demo
 @pytest.mark.parametrize("fault", FAULTS)
 def test_each_fault_alone_is_caught_with_its_feature_and_type(fault, clean):
     rows = check(raw_tables(fault), reference=clean[1])
@@ -85,6 +87,7 @@ def shifted_plans(customers, share):
     return customers.assign(plan=customers["plan"].mask(moved, "premium"))
 
 
+@pytest.mark.demo
 @pytest.mark.parametrize("table, shift, drifted, feature, anomaly", [
     ("customers", lambda df: shifted_plans(df, 0.05), False, "plan", "COMPARATOR_L_INFTY_HIGH"),
     ("customers", lambda df: shifted_plans(df, 0.40), True, "plan", "COMPARATOR_L_INFTY_HIGH"),
@@ -103,6 +106,7 @@ def test_drift_beyond_the_schema_threshold_and_only_then(clean, table, shift, dr
     assert v.drift_metrics([result])[table][feature][measure] == pytest.approx(value, abs=1e-6)
 
 
+@pytest.mark.demo
 def test_drift_fails_or_warns_as_configured(clean):
     tables, reference = clean
     result = g.check_statistics(g.compute_statistics(shifted_plans(tables["customers"], 0.4)), "customers",
@@ -117,6 +121,7 @@ def test_drift_fails_or_warns_as_configured(clean):
 
 
 # ---------------------------------------------------------------------------------------------- warn_only
+@pytest.mark.demo
 def test_warn_only_downgrades_exactly_the_named_anomaly(clean):
     rows = check(raw_tables(["new_category", "out_of_range"]))
     result = {"table": "customers", "rows": 1, "anomalies": rows}
@@ -149,6 +154,7 @@ def test_warn_only_is_never_a_global_off_switch(entry, field):
 
 
 # ---------------------------------------------------------------------------------------------- Beam
+@pytest.mark.demo
 def test_the_beam_pipeline_and_the_in_memory_path_find_the_same_anomalies(clean, tmp_path):
     broken = raw_tables(["new_category", "out_of_range", "missing_rate_jump", "type_change", "distribution_shift"])
     options = {"runner": "DirectRunner", "direct_num_workers": 2, "direct_running_mode": "multi_processing"}
@@ -196,6 +202,7 @@ def modelling(tiny_project):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_a_serving_batch_without_the_label_passes(modelling):
     train, serving = modelling
     assert g.validate_table(train, "features", ROOT, environment="TRAINING", stage="train")["anomalies"] == []
@@ -205,6 +212,7 @@ def test_a_serving_batch_without_the_label_passes(modelling):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_a_training_set_without_the_label_fails(modelling):
     train, _ = modelling
     result = g.validate_table(train.drop(columns="churned"), "features", ROOT, environment="TRAINING", stage="train")
@@ -218,6 +226,7 @@ def test_a_training_set_without_the_label_fails(modelling):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_skew_between_training_and_serving(modelling):
     train, serving = modelling
     assert g.skew_anomalies(train, serving, "features", ROOT, stage="score") == []
@@ -257,6 +266,7 @@ def faulty_run(tiny_project, tmp_path_factory):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_the_tiny_run_is_clean_and_sets_the_first_reference(tiny_project):
     tables = report(tiny_project)["tables"]
     assert [t["anomalies"] for t in tables] == [[], []] and not any(t["has_reference"] for t in tables)
@@ -268,6 +278,7 @@ def test_the_tiny_run_is_clean_and_sets_the_first_reference(tiny_project):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 @pytest.mark.parametrize("fault", FAULTS)
 def test_the_validate_stage_fails_on_the_fault_and_names_it(faulty_run, fault):
     project, result = faulty_run
@@ -280,6 +291,7 @@ def test_the_validate_stage_fails_on_the_fault_and_names_it(faulty_run, fault):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_rejected_data_does_not_become_the_reference(faulty_run, tiny_project):
     project, result = faulty_run
     assert result.returncode != 0
@@ -291,6 +303,7 @@ def test_rejected_data_does_not_become_the_reference(faulty_run, tiny_project):
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_a_named_warning_passes_moves_the_reference_and_drift_shows_in_metrics_diff(tiny_copy, tiny_project):
     "New data (another seed) with a plan shift that a person accepted by name: passes, warns, records drift."
     set_params(tiny_copy, {("demo_data", "seed"): 8, ("demo_data", "fault"): "distribution_shift",
@@ -315,6 +328,7 @@ def test_a_named_warning_passes_moves_the_reference_and_drift_shows_in_metrics_d
 
 
 @pytest.mark.integration
+@pytest.mark.demo
 def test_make_schema_proposes_changes_and_leaves_the_committed_schema_untouched(tiny_copy):
     raw = tiny_copy / "data/raw/customers.parquet"
     customers = pd.read_parquet(raw)
