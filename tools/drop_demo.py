@@ -1,7 +1,8 @@
 """Leave the example business out of a project that works on its own data.
 
 Removes the `demo_data` stage from dvc.yaml (and its entry in dvc.lock), the `demo_data:` section of params.yaml,
-and what the stage wrote: data/external/crm.sqlite, data/external/events/ and its executed notebook. The rest of the
+what the stage wrote (data/external/crm.sqlite, data/external/events/ and its executed notebook) and the CI small
+sample's override of the stage's size (`-S demo_data.…` in .github/workflows/ci.yml). The rest of the
 pipeline is untouched; `gather:` in params.yaml must then name your own sources (README: "Use your own data"), and
 `ml-lifecycle check` says so until it does. The notebook nbs/02_demo_data.ipynb stays, outside the pipeline: it is
 the simulator the template's tests and `make bench` use, and a worked example of generating test data.
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 STAGE = "demo_data"
+WORKFLOW = ".github/workflows/ci.yml"
 OUTPUTS = ["data/external/crm.sqlite", "data/external/events", f"reports/notebooks/02_{STAGE}.ipynb"]
 
 
@@ -58,6 +60,13 @@ def drop_demo(root: Path) -> list[str]:
         else:
             continue
         changed.append(f"{output} deleted")
+    workflow = root / WORKFLOW
+    if workflow.is_file():   # `dvc exp run -S demo_data.n_customers=…` would name a parameter that is gone
+        lines = workflow.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.strip().startswith(f"-S {STAGE}.")]
+        if kept != lines:
+            workflow.write_text("".join(kept))
+            changed.append(f"{WORKFLOW}: the small sample's '{STAGE}' override removed")
     ignore = root / "data/external/.gitignore"
     if ignore.is_file():
         kept = [line for line in ignore.read_text().splitlines() if line not in ("/crm.sqlite", "/events")]
