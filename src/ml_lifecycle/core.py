@@ -25,6 +25,11 @@ import yaml
 
 from . import catalog
 
+# Every stage module imports this one before anything loads OpenMP (scikit-learn's boosting and forests, imported on
+# first use): threads waiting for work then sleep instead of spinning, which on a busy 2-core machine made one boosting
+# fit ten times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # %% auto #0
 __all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'VOLATILE', 'STREAMS', 'StageError', 'project_root', 'resolve', 'read_yaml',
            'declared_params', 'StageParams', 'json_schema_validator', 'check_params', 'stage_params', 'params_contract',
@@ -451,9 +456,6 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("stage")
     run.add_argument("--params-file", default="params.yaml")
     args = parser.parse_args(argv)
-    # Before anything loads OpenMP (scikit-learn's boosting and forests): threads waiting for work sleep instead of
-    # spinning, which on a busy 2-core machine made one boosting fit ten times slower.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.perf_counter()
     try:
         stages = check_project(args.params_file)

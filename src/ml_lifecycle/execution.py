@@ -148,8 +148,7 @@ class InProcessEngine(Engine):
         nb: NotebookNode = nb_man.nb
         nb.metadata["language_info"] = language_info()
         shell, previous = fresh_shell()
-        tables = pd.option_context("display.max_columns", KERNEL_MAX_COLUMNS)
-        with tables:
+        with pd.option_context("display.max_columns", KERNEL_MAX_COLUMNS):
             try:
                 for index, cell in enumerate(nb.cells):
                     nb_man.cell_start(cell, index)

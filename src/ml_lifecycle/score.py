@@ -5,10 +5,6 @@
 # %% ../../nbs/10_score.ipynb #10c003
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before scikit-learn loads OpenMP: waiting threads sleep, never spin
-
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 

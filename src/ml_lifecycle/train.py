@@ -5,10 +5,6 @@
 # %% ../../nbs/08_train.ipynb #08c003
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before scikit-learn loads OpenMP: waiting threads sleep, never spin
-
 from collections.abc import Mapping
 from pathlib import Path
 
