@@ -20,24 +20,43 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-import pandas as pd
-import yaml
+def pin_blas_kernel() -> str | None:
+    """Pin OpenBLAS to its Haswell (AVX2) kernels on x86-64 Linux CPUs that have AVX2, unless OPENBLAS_CORETYPE is
+    set: OpenBLAS otherwise picks its kernel by CPU (SkylakeX on AVX-512 machines), and the kernels round the last
+    bit differently, so a logistic regression's probabilities, and the executed notebooks that print them, differed
+    between two machines of one kind. Must run before numpy loads. Returns the kernel pinned, if any."""
+    if sys.platform != "linux" or os.uname().machine != "x86_64" or "OPENBLAS_CORETYPE" in os.environ:
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    if "avx2" not in flags:   # forcing AVX2 kernels on such a CPU would crash; its results may differ
+        return None
+    os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+    return "Haswell"
 
-from . import catalog
-
+pin_blas_kernel()   # before pandas imports numpy, whose OpenBLAS reads the variable when it loads
 # Every stage module imports this one before anything loads OpenMP (scikit-learn's boosting and forests, imported on
 # first use): threads waiting for work then sleep instead of spinning, which on a busy 2-core machine made one boosting
 # fit ten times slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import pandas as pd
+import yaml
+
+from . import catalog
+
 # %% auto #0
-__all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'VOLATILE', 'STREAMS', 'StageError', 'project_root', 'resolve', 'read_yaml',
-           'declared_params', 'StageParams', 'json_schema_validator', 'check_params', 'stage_params', 'params_contract',
-           'declared_view', 'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text', 'table_columns',
-           'read_table', 'iter_table', 'require_columns', 'require_rows', 'lazy_import', 'pipeline_outputs',
-           'will_exist', 'visible_columns', 'visible_values', 'stage_module', 'check_project', 'toy_project',
-           'stage_notebook', 'run_stage', 'machine_paths', 'relative_text', 'merged_outputs', 'strip_volatile',
-           'describe_failure', 'main']
+__all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'ANY_KEY', 'VOLATILE', 'STREAMS', 'pin_blas_kernel', 'StageError', 'project_root',
+           'resolve', 'read_yaml', 'declared_params', 'StageParams', 'json_schema_validator', 'check_params',
+           'stage_params', 'params_contract', 'declared_view', 'atomic_write', 'write_json', 'read_json', 'write_table',
+           'write_text', 'table_columns', 'read_table', 'iter_table', 'require_columns', 'require_rows', 'lazy_import',
+           'pipeline_outputs', 'will_exist', 'dotted_value', 'stale_stages', 'current_output', 'visible_columns',
+           'visible_values', 'stage_module', 'known_keys', 'unknown_key', 'refuse_unknown_keys', 'check_project',
+           'toy_project', 'stage_notebook', 'run_stage', 'machine_paths', 'relative_text', 'merged_outputs',
+           'strip_volatile', 'describe_failure', 'main']
 
 # %% ../../nbs/00_core.ipynb #00c005
 class StageError(Exception):
@@ -268,11 +287,11 @@ class lazy_import(ModuleType):
 # %% ../../nbs/00_core.ipynb #00c024
 def pipeline_outputs(root: str | Path | None = None) -> list[str]:
     "Every path a dvc.yaml stage writes (outs, metrics and plots), relative to the project root."
-    found = []
-    for stage in read_yaml(resolve("dvc.yaml", root)).get("stages", {}).values():
-        for kind in ("outs", "metrics", "plots"):
-            found += [next(iter(item)) if isinstance(item, Mapping) else item for item in stage.get(kind, [])]
-    return found
+    return [out for stage in read_yaml(resolve("dvc.yaml", root)).get("stages", {}).values() for out in _stage_paths(stage)]
+
+def _stage_paths(stage: Mapping, kinds: tuple[str, ...] = ("outs", "metrics", "plots")) -> list[str]:
+    "The paths a dvc.yaml stage lists under `kinds` (entries are paths, or one-key mappings of a path to options)."
+    return [next(iter(item)) if isinstance(item, Mapping) else item for kind in kinds for item in stage.get(kind, [])]
 
 def will_exist(path: str | Path, root: str | Path | None = None) -> bool:
     "Does `path` (or a glob) exist, or will a stage write it (it, or a folder holding it, is a stage output)?"
@@ -281,8 +300,58 @@ def will_exist(path: str | Path, root: str | Path | None = None) -> bool:
     if full.exists() or glob.glob(str(full)):
         return True
     relative = full.relative_to(root).as_posix() if full.is_relative_to(root) else None
-    return relative is not None and any(relative == out or relative.startswith(out.rstrip("/") + "/")
-                                        for out in pipeline_outputs(root))
+    return relative is not None and any(_overlap(relative, out) for out in pipeline_outputs(root))
+
+def _overlap(a: str, b: str) -> bool:
+    "Is one of two project paths the other, or inside it?"
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+_ABSENT = object()
+
+def dotted_value(values: Mapping, dotted: str) -> Any:
+    "The value at `dotted` (e.g. `features.categorical`) in a parameter tree; `_ABSENT` when a key is missing."
+    node = values
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return _ABSENT
+        node = node[key]
+    return node
+
+def stale_stages(values: Mapping, root: str | Path | None = None) -> set[str]:
+    """The stages `dvc repro` will run again because of these parameters: those whose declared params differ from
+    what `dvc.lock` records (or that it records no run of), and every stage downstream of one. Their outputs on disk
+    are the last run's, not evidence of the next. (Edited data or code is not seen here: hashing it is what
+    `dvc status` costs; the stage itself checks its inputs when it runs.)"""
+    root = Path(root or project_root())
+    stages = read_yaml(resolve("dvc.yaml", root)).get("stages", {})
+    lock = resolve("dvc.lock", root)
+    locked = ((read_yaml(lock) or {}).get("stages") or {}) if lock.is_file() else {}
+    def params_changed(name: str) -> bool:
+        recorded = ((locked.get(name) or {}).get("params") or {}).get("params.yaml", {})
+        return name not in locked or any(recorded.get(key, _ABSENT) != dotted_value(values, key)
+                                         for key in declared_params(name, root))
+    stale = {name for name in stages if params_changed(name)}
+    writes = {name: _stage_paths(stage) for name, stage in stages.items()}
+    reads = {name: [d for d in stage.get("deps", []) if isinstance(d, str) and "${" not in d] for name, stage in stages.items()}
+    grown = True
+    while grown:   # downstream: a stage reading what a stale stage writes reruns too
+        downstream = {name for name in stages if name not in stale and any(
+            _overlap(dep, out) for dep in reads[name] for other in stale for out in writes[other])}
+        stale |= downstream
+        grown = bool(downstream)
+    return stale
+
+def current_output(path: str | Path, values: Mapping, root: str | Path | None = None) -> bool:
+    "Does `path` exist, and will it stay as it is: no stage about to rerun (`stale_stages`) writes it?"
+    root = Path(root or project_root())
+    full = resolve(path, root)
+    if not full.exists():
+        return False
+    relative = full.relative_to(root).as_posix() if full.is_relative_to(root) else None
+    stages = read_yaml(resolve("dvc.yaml", root)).get("stages", {})
+    writers = {name for name, stage in stages.items() if relative and any(_overlap(relative, o) for o in _stage_paths(stage))}
+    return not (writers & stale_stages(values, root))
 
 def _source_files(params: Mapping, table: str, root: Path) -> list[str]:
     "The files of gather source `table`, when it is a file source: the truth for the next run."
@@ -291,11 +360,12 @@ def _source_files(params: Mapping, table: str, root: Path) -> list[str]:
     return [f for f in files if Path(f).suffix in TABLE_FORMATS]
 
 def _visible_files(params: Mapping, table: str, root: Path) -> list:
-    "The files that show `table` now: its source files, else its gathered copy."
-    return _source_files(params, table, root) or [f for f in [resolve(catalog.raw_table(table), root)] if f.is_file()]
+    "The files that show `table` now: its source files, else its gathered copy while gather will not rerun."
+    copy = catalog.raw_table(table)
+    return _source_files(params, table, root) or ([resolve(copy, root)] if current_output(copy, params, root) else [])
 
 def visible_columns(params: Mapping, table: str, root: str | Path | None = None) -> list[str] | None:
-    "The columns of `table`: its source file's header, else its gathered copy's; None when neither exists yet."
+    "The columns of `table`: its source file's header, else its current gathered copy's; None when neither is in sight."
     root = Path(root or project_root())
     files = _visible_files(params, table, root)
     return table_columns(files[0], "check") if files else None
@@ -320,18 +390,86 @@ def stage_module(stage: str) -> ModuleType | None:
             return None
         raise
 
+ANY_KEY = "*"   # a path step in `known_keys` where any name goes (e.g. gather's source names)
+
+def known_keys(schemas: Mapping[str, Mapping]) -> dict[tuple, dict[str, str] | None]:
+    """Where a key may stand in params.yaml, from every stage's contract (`{stage: schema}`): for each path of keys,
+    the names the contracts list there, each with the first stage that lists it; None where any name goes
+    (`additionalProperties` with a schema). A path no contract lists properties for is not constrained here."""
+    known: dict[tuple, dict[str, str] | None] = {}
+    def walk(node, path, stage):
+        if not isinstance(node, Mapping):
+            return
+        for key in ("oneOf", "anyOf", "allOf"):
+            for sub in node.get(key, []):
+                walk(sub, path, stage)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, Mapping) or extra is True or "patternProperties" in node:
+            known[path] = None
+            walk(extra, path + (ANY_KEY,), stage)
+        elif "properties" in node and known.get(path, {}) is not None:
+            names = known.setdefault(path, {})
+            for name in node["properties"]:
+                names.setdefault(name, stage)
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, path + (name,), stage)
+        walk(node.get("items"), path + (ANY_KEY,), stage)
+    for stage, schema in schemas.items():
+        walk(schema, (), stage)
+    return known
+
+def unknown_key(values: Any, known: Mapping[tuple, dict | None], path: tuple = (), where: tuple = (),
+                stage: str = "check") -> tuple[tuple, list[str], str] | None:
+    """The first key of `values` no contract knows: its path, the names known beside it, and the stage whose section
+    holds it (`check` at the top level). `where` is `path` as `known_keys` spells it (`*` for any name)."""
+    if isinstance(values, list):
+        return next(filter(None, (unknown_key(item, known, path + (i,), where + (ANY_KEY,), stage)
+                                  for i, item in enumerate(values))), None)
+    if not isinstance(values, Mapping):
+        return None
+    names = known.get(where, _ABSENT)
+    for key, value in values.items():
+        if isinstance(names, dict) and key not in names:
+            return path + (key,), sorted(names), stage
+        owner = names[key] if where == () and isinstance(names, dict) else stage
+        found = unknown_key(value, known, path + (key,), where + ((ANY_KEY,) if names is None else (key,)), owner)
+        if found:
+            return found
+    return None
+
+def refuse_unknown_keys(values: Mapping, schemas: Mapping[str, Mapping], sections: Iterable[str] = (),
+                        source: str = "params.yaml") -> None:
+    """Raise a `StageError` for the first key of `values` that no stage's contract knows (a typo is otherwise
+    ignored: the stage runs on its default), suggesting the closest known name. `sections` adds top-level names
+    that dvc.yaml declares for stages without a contract."""
+    import difflib
+    known = known_keys(schemas)
+    known[()] = {**{name: "check" for name in sections}, **(known.get(()) or {})}
+    found = unknown_key(values, known)
+    if found:
+        path, names, stage = found
+        key, where = str(path[-1]), ".".join(map(str, path[:-1])) or "the top level"
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise StageError(stage, source, ".".join(map(str, path)),
+                         f"unknown key '{key}': {hint}no stage reads it, so it would be ignored. The keys of {where} "
+                         f"are {names}: rename it, or remove it")
+
 def check_project(params_file: str | Path = "params.yaml", root: str | Path | None = None) -> list[str]:
-    """Hold `params_file` to every stage's `PARAMS_SCHEMA`, then run every stage's `check_inputs`; raise a
-    `StageError` for the first problem. Returns the stages checked, in `dvc.yaml` order."""
+    """Refuse keys no stage knows, hold `params_file` to every stage's `PARAMS_SCHEMA`, then run every stage's
+    `check_inputs`; raise a `StageError` for the first problem. Returns the stages checked, in `dvc.yaml` order."""
     root = Path(root or project_root())
     path = resolve(params_file, root)
     if not path.is_file():
         raise StageError("check", path, None, "parameter file not found")
     values = read_yaml(path) or {}
-    modules = {stage: stage_module(stage) for stage in read_yaml(resolve("dvc.yaml", root)).get("stages", {})}
-    for stage, module in modules.items():   # every contract first: a typo is named before any file is read
-        if getattr(module, "PARAMS_SCHEMA", None):
-            check_params(stage, values, module.PARAMS_SCHEMA, source=Path(params_file).name)
+    stages = read_yaml(resolve("dvc.yaml", root)).get("stages", {})
+    modules = {stage: stage_module(stage) for stage in stages}
+    schemas = {stage: module.PARAMS_SCHEMA for stage, module in modules.items() if getattr(module, "PARAMS_SCHEMA", None)}
+    declared = {key.split(".")[0] for stage in stages for key in declared_params(stage, root)}
+    refuse_unknown_keys(values, schemas, declared, source=Path(params_file).name)
+    for stage, schema in schemas.items():   # every contract first: a typo is named before any file is read
+        check_params(stage, values, schema, source=Path(params_file).name)
     for stage, module in modules.items():
         if hasattr(module, "check_inputs"):
             module.check_inputs(values, root)

@@ -5,6 +5,7 @@
 # %% ../../nbs/09_evaluate.ipynb #09c003
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from . import catalog
-from .core import (
-    StageError, lazy_import, params_contract, read_json, read_table, resolve, visible_columns, write_json, write_text)
+from .cleaning import decide_types, unit_id
+from .core import (StageError, current_output, lazy_import, params_contract, project_root, read_json, read_table,
+                               resolve, visible_columns, visible_values, write_json, write_text)
 from .modelling import (
     SCORING, Problem, decision_profit, grouped_sample, load_model, model_columns, naive_profits, profit_curve)
 from .reporting import markdown_table, write_csv, write_markdown
@@ -28,8 +30,8 @@ skm, sk_calibration, sk_inspection = (lazy_import(f"sklearn.{name}") for name in
 # %% auto #0
 __all__ = ['skm', 'sk_calibration', 'sk_inspection', 'PARAMS_SCHEMA', 'evaluate', 'profit_summary', 'thin', 'curve_tables',
            'importance_rows', 'importance_table', 'segment_table', 'model_card', 'hold_out_result', 'rounded', 'period',
-           'data_summary', 'headline', 'check_segments', 'check_inputs', 'read_curves', 'curve_figure',
-           'require_success', 'run']
+           'data_summary', 'headline', 'check_segments', 'categorical_in_sight', 'schema_text_columns', 'check_inputs',
+           'read_curves', 'curve_figure', 'require_success', 'run']
 
 # %% ../../nbs/09_evaluate.ipynb #09c006
 def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
@@ -199,16 +201,54 @@ def check_segments(segments: list[str], categorical: list[str], stage: str = "ev
         raise StageError(stage, "params.yaml", "evaluate.segments", f"{unknown} are not categorical model inputs "
                          f"(choose from {list(categorical)})")
 
+def categorical_in_sight(params: Mapping, root: str | Path | None = None, columns: list[str] | None = None) -> list[str] | None:
+    """The unit table's columns (all, or those of `columns`) that preprocess will make categorical model inputs,
+    judged now from the table in sight (`core.visible_values`: the source file, or a gathered copy that is current)
+    by the rules preprocess applies (`cleaning.decide_types` with `features.categorical`, `preprocess.column_types`
+    and `drop_columns`); None while the table is out of sight."""
+    problem, settings, features = (params.get(key) or {} for key in ("problem", "preprocess", "features"))
+    units, history = settings.get("units"), settings.get("event_history")
+    in_sight = visible_columns(params, units, root) if units else None
+    if in_sight is None:
+        return None
+    dropped = set(settings.get("drop_columns") or [])
+    wanted = [c for c in (in_sight if columns is None else columns) if c in in_sight and c not in dropped]
+    frame = pd.DataFrame({c: visible_values(params, units, c, root) for c in wanted})
+    dates = [history.get("signup_column")] if history else [settings.get("timestamp_column")]
+    decisions = decide_types(frame, unit_id(problem.get("id_column")), list(features.get("categorical") or []),
+                             settings.get("column_types"), keep=[] if history else [problem.get("label")],
+                             date_columns=[c for c in dates if c in wanted])
+    return [d["column"] for d in decisions if d["type"] in ("categorical", "boolean")]
+
+def schema_text_columns(table: str, root: str | Path | None = None) -> list[str] | None:
+    "The text (BYTES) features of `table`'s committed schema, read as text (no TensorFlow); None without a schema."
+    path = resolve(catalog.schema_file(table), root)
+    if not path.is_file():
+        return None
+    features = re.findall(r'^feature \{\s*name: "([^"]+)"(.*?)^\}', path.read_text(), flags=re.M | re.S)
+    return [name for name, body in features if re.search(r"^\s*type: BYTES$", body, flags=re.M)]
+
 def check_inputs(params: Mapping, root: str | Path | None = None) -> None:
-    """Before any stage runs: every `evaluate.segments` entry must be a categorical model input as far as can be seen
-    now: in `features.categorical`, or in the categorical columns of `data/features/spec.json` when it exists, else
-    a column of the unit table. While neither exists yet (a database not yet gathered), only `features.categorical`."""
+    """Before any stage runs: every `evaluate.segments` entry must be a categorical model input. The feature spec
+    decides while the features stage will not rerun (`core.current_output`); otherwise the unit table in sight,
+    typed as preprocess will type it, and `features.categorical`. Out of sight (a database not yet gathered), the text
+    columns of the unit table's committed schema; without one, the evaluate stage checks them when it runs."""
+    root = Path(root or project_root())
     segments = list((params.get("evaluate") or {}).get("segments") or [])
+    if not segments:
+        return
+    if current_output(catalog.FEATURE_SPEC, params, root):
+        return check_segments(segments, read_json(resolve(catalog.FEATURE_SPEC, root))["categorical"])
     declared = list((params.get("features") or {}).get("categorical") or [])
-    spec_file, units = resolve(catalog.FEATURE_SPEC, root), (params.get("preprocess") or {}).get("units")
-    seen = read_json(spec_file)["categorical"] if spec_file.is_file() else visible_columns(params, units, root) if units else None
-    if segments:
-        check_segments(segments, list(dict.fromkeys(declared + (seen or []))))
+    undeclared = [c for c in segments if c not in declared]
+    units = (params.get("preprocess") or {}).get("units")
+    seen = categorical_in_sight(params, root, undeclared) if undeclared else []
+    if seen is None:
+        seen = schema_text_columns(units, root) if units else None
+        if seen is not None and any(c not in seen for c in undeclared):
+            check_segments(segments, list(dict.fromkeys(declared + seen)))
+    elif any(c not in seen for c in undeclared):
+        check_segments(segments, list(dict.fromkeys(declared + categorical_in_sight(params, root))))   # lists them all
 
 # %% ../../nbs/09_evaluate.ipynb #09c023
 def read_curves(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
