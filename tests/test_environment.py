@@ -228,3 +228,26 @@ def test_the_project_check_imports_no_model_library():
             "print(sorted(m for m in ('sklearn', 'skops', 'scipy.stats', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def avx2_x86_64_linux() -> bool:
+    if sys.platform != "linux" or os.uname().machine != "x86_64":
+        return False
+    with open("/proc/cpuinfo") as f:
+        return "avx2" in next((line for line in f if line.startswith("flags")), "").split()
+
+
+@pytest.mark.skipif(not avx2_x86_64_linux(), reason="the OpenBLAS kernel is pinned on x86-64 Linux CPUs with AVX2 only")
+def test_every_stage_process_runs_openblas_on_the_pinned_kernel():
+    """OpenBLAS picks its kernel by CPU, and its kernels round the last bit differently: a toy logistic regression's
+    mean probability printed 0.4474673591124627 on an AVX-512 machine (SkylakeX kernels) and 0.44746735911246277 on
+    another of the same kind, one byte of an executed notebook. Every process that imports the project, whatever its
+    CPU, runs numpy's and scipy's OpenBLAS (scikit-learn's BLAS) on the same kernels, unless the user sets one."""
+    code = ("import ml_lifecycle.core, numpy, scipy.linalg, sklearn.linear_model; from threadpoolctl import threadpool_info;"
+            "print(sorted({i.get('architecture') for i in threadpool_info() if i['internal_api'] == 'openblas'}))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
+    assert out == "['Haswell']", out
+    env["OPENBLAS_CORETYPE"] = "Sandybridge"   # a user's own choice wins
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
+    assert out == "['Sandybridge']", out
