@@ -1,12 +1,12 @@
 """A team's own tables, end to end, with params.yaml edits only. Real public data sets from ../shared/datasets
-(skipped when absent)."""
+(skipped when absent). Each starts where most new users start: after the quick start ran the demo's pipeline."""
 import json
 import shutil
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_project, run, set_params
+from conftest import HAS_DEMO, ROOT, copy_project, run, set_params
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 ADULT = DATASETS / "adult.csv"
@@ -15,9 +15,19 @@ QUICK = {("select", "n_iter"): 2, ("select", "cv_folds"): 3, ("train", "cv_folds
          ("evaluate", "importance_repeats"): 2}
 
 
-def own_data_project(tmp_path, csv, table, params):
+@pytest.fixture
+def quick_start(request, tmp_path):
+    """The project as a new user has it after the README's quick start: the demo's pipeline run, with its outputs,
+    dvc.lock and DVC cache (the tiny profile of it); a fresh copy in a project without the demo."""
+    dest = tmp_path / "project"
+    if not HAS_DEMO:
+        return copy_project(dest)
+    shutil.copytree(request.getfixturevalue("tiny_project"), dest, symlinks=True)
+    return dest
+
+
+def own_data_project(project, csv, table, params):
     "The README's steps: leave the demo out, copy the file in, drop the example's schemas, point params.yaml at it."
-    project = copy_project(tmp_path / "project")
     run("python3 tools/drop_demo.py", project)
     shutil.copy(csv, project / "data/external" / csv.name)
     for schema in (project / "data/schema").glob("*.pbtxt"):
@@ -33,11 +43,11 @@ def own_data_project(tmp_path, csv, table, params):
 
 @pytest.mark.integration
 @pytest.mark.skipif(not ADULT.is_file(), reason="../shared/datasets/adult.csv is not here")
-def test_rare_categories_in_the_held_out_rows_are_scored_and_named(tmp_path):
+def test_rare_categories_in_the_held_out_rows_are_scored_and_named(quick_start):
     """Adult census: `native-country` has a long tail (Holand-Netherlands occurs once). With a random stratified
     split (seed 2, once the 24 exact duplicate rows are gone) that row lands in the test set, which is also the default batch to score: the model scores it like
     its rare levels, so the batch is scored with a warning that names the level, not refused."""
-    project = own_data_project(tmp_path, ADULT, "adult", {
+    project = own_data_project(quick_start, ADULT, "adult", {
         ("problem", "name"): "income over 50K", ("problem", "label"): "class", ("problem", "positive_class"): ">50K",
         ("preprocess", "seed"): 2, ("evaluate", "segments"): ["sex", "race"]})
     result = run("dvc repro", project, check=False)
@@ -81,11 +91,11 @@ def baseline_roc_auc(project, label):
 
 @pytest.mark.integration
 @pytest.mark.skipif(not BANK.is_file(), reason="../shared/datasets/bank_marketing.csv is not here")
-def test_bank_marketing_duration_is_flagged_then_dropped_by_params(tmp_path):
+def test_bank_marketing_duration_is_flagged_then_dropped_by_params(quick_start):
     """Bank Marketing: no id, a 0/1 label. The leakage guard flags `duration` (known only after the call) and fails
     the features stage; dropping it in params.yaml, the run completes, no column left as text is numeric, and the
     hold-out ROC-AUC is within 0.01 of plain scikit-learn on the same split."""
-    project = own_data_project(tmp_path, BANK, "bank", {
+    project = own_data_project(quick_start, BANK, "bank", {
         ("problem", "name"): "term deposit", ("problem", "label"): "subscribe", ("problem", "positive_class"): 1,
         ("evaluate", "segments"): ["job"]})
     result = run("dvc repro features", project, check=False)
@@ -124,12 +134,12 @@ OCCUPANCY = DATASETS / "occupancy.csv"
 
 @pytest.mark.integration
 @pytest.mark.skipif(not OCCUPANCY.is_file(), reason="../shared/datasets/occupancy.csv is not here")
-def test_occupancy_splits_by_date_and_accepts_its_sensors_by_name(tmp_path):
+def test_occupancy_splits_by_date_and_accepts_its_sensors_by_name(quick_start):
     """Occupancy: separate Date and Time text columns; split by time on `Date` (rows are in time order, so the latest
     days are the test set). The label is a head count 0-3; the problem is "the room is occupied": positive_class
     [1, 2, 3]. `Time` is distinct on every row: an id, left out. The guard flags the light sensors, real signals:
     accepted by name, one params line each. The later, warmer days are scored, their skew named as a warning."""
-    project = own_data_project(tmp_path, OCCUPANCY, "rooms", {
+    project = own_data_project(quick_start, OCCUPANCY, "rooms", {
         ("problem", "name"): "occupied room", ("problem", "label"): "Room_Occupancy_Count",
         ("problem", "positive_class"): [1, 2, 3], ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
     result = run("dvc repro features", project, check=False)
