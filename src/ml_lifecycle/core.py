@@ -321,12 +321,15 @@ def dotted_value(values: Mapping, dotted: str) -> Any:
 def stale_stages(values: Mapping, root: str | Path | None = None) -> set[str]:
     """The stages `dvc repro` will run again because of these parameters: those whose declared params differ from
     what `dvc.lock` records (or that it records no run of), and every stage downstream of one. Their outputs on disk
-    are the last run's, not evidence of the next. (Edited data or code is not seen here: hashing it is what
-    `dvc status` costs; the stage itself checks its inputs when it runs.)"""
+    are the last run's, not evidence of the next. Without a `dvc.lock` no run is recorded to compare with (outputs
+    written outside DVC, as on a toy project): none counts as stale. (Edited data or code is not seen here: hashing
+    it is what `dvc status` costs; the stage itself checks its inputs when it runs.)"""
     root = Path(root or project_root())
-    stages = read_yaml(resolve("dvc.yaml", root)).get("stages", {})
     lock = resolve("dvc.lock", root)
-    locked = ((read_yaml(lock) or {}).get("stages") or {}) if lock.is_file() else {}
+    if not lock.is_file():
+        return set()
+    stages = read_yaml(resolve("dvc.yaml", root)).get("stages", {})
+    locked = (read_yaml(lock) or {}).get("stages") or {}
     def params_changed(name: str) -> bool:
         recorded = ((locked.get(name) or {}).get("params") or {}).get("params.yaml", {})
         return name not in locked or any(recorded.get(key, _ABSENT) != dotted_value(values, key)
