@@ -70,7 +70,14 @@ def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | No
     except (ImportError, SQLAlchemyError) as e:  # no driver for this database, or a malformed URL
         raise StageError(stage, shown, None, f"cannot open the database: {e}") from None
     try:
-        with engine.connect() as conn:
+        try:
+            conn = engine.connect()
+        except SQLAlchemyError as e:   # server unreachable, credentials missing or wrong: the URL's parameter is named
+            detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            hint = (" (a password comes from PGPASSWORD, in the environment or in .env at the project root, or from "
+                    "~/.pgpass)" if full.get_backend_name() == "postgresql" and "password" in detail else "")
+            raise StageError(stage, shown, None, f"cannot connect: {detail}{hint}") from None
+        with conn:
             return pd.read_sql(text(query), conn)
     except SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).splitlines()[0]
