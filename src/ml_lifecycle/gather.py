@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import glob
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,8 +18,9 @@ from .core import (TABLE_FORMATS, StageError, params_contract, project_root, req
                                resolve, will_exist, write_json, write_table)
 
 # %% auto #0
-__all__ = ['DATABASE_NOT_FOUND', 'NO_FILE_MATCHES', 'SOURCE_SCHEMA', 'PARAMS_SCHEMA', 'database_url', 'sqlite_file', 'shown_url',
-           'read_sql_source', 'read_file_source', 'read_source', 'gather', 'check_inputs', 'run']
+__all__ = ['DATABASE_NOT_FOUND', 'NO_FILE_MATCHES', 'SECRET_QUERY_KEYS', 'DOTENV', 'SOURCE_SCHEMA', 'PARAMS_SCHEMA',
+           'database_url', 'sqlite_file', 'masked_url', 'shown_url', 'read_sql_source', 'env_name', 'refuse_password',
+           'load_dotenv_file', 'source_url', 'read_file_source', 'read_source', 'gather', 'check_inputs', 'run']
 
 # %% ../../nbs/03_gather.ipynb #03c005
 DATABASE_NOT_FOUND, NO_FILE_MATCHES = "database file not found", "no file matches this path"
@@ -39,10 +42,19 @@ def sqlite_file(url: str, root: Path | None = None) -> Path | None:
         return Path(full.database)
     return None
 
+# Drivers take a password as a query parameter too: libpq's `password`, MySQL drivers' `passwd`.
+SECRET_QUERY_KEYS = ("password", "passwd")
+
+def masked_url(url: str) -> str:
+    "`url` safe to show: its password as `***`, any password query parameter left out."
+    from sqlalchemy.engine import make_url
+    parsed = make_url(url)
+    secret = [k for k in parsed.query if k.lower() in SECRET_QUERY_KEYS]
+    return parsed.difference_update_query(secret).render_as_string(hide_password=True)
+
 def shown_url(url: str, root: Path | None = None) -> str:
     "`url` as the error messages show it: resolved, with any password hidden."
-    from sqlalchemy.engine import make_url
-    return make_url(database_url(url, root)).render_as_string(hide_password=True)
+    return masked_url(database_url(url, root))
 
 def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
     "Run `query` against the database at `url`; name the source when it cannot be read."
@@ -58,7 +70,14 @@ def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | No
     except (ImportError, SQLAlchemyError) as e:  # no driver for this database, or a malformed URL
         raise StageError(stage, shown, None, f"cannot open the database: {e}") from None
     try:
-        with engine.connect() as conn:
+        try:
+            conn = engine.connect()
+        except SQLAlchemyError as e:   # server unreachable, credentials missing or wrong: the URL's parameter is named
+            detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            hint = (" (a password comes from PGPASSWORD, in the environment or in .env at the project root, or from "
+                    "~/.pgpass)" if full.get_backend_name() == "postgresql" and "password" in detail else "")
+            raise StageError(stage, shown, None, f"cannot connect: {detail}{hint}") from None
+        with conn:
             return pd.read_sql(text(query), conn)
     except SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).splitlines()[0]
@@ -66,6 +85,57 @@ def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | No
         raise StageError(stage, shown, table or "query", f"query failed: {detail} (query: {query})") from None
     finally:
         engine.dispose()
+
+# %% ../../nbs/03_gather.ipynb #03c031
+DOTENV = ".env"   # at the project root, ignored by git: credentials for the sources, never committed
+
+def env_name(name: str) -> str:
+    "An environment variable name to suggest for the URL of source `name` (`customers` -> `CUSTOMERS_URL`)."
+    return re.sub(r"\W", "_", name).upper() + "_URL"
+
+def refuse_password(name: str, url: str, stage: str = "gather") -> None:
+    "Raise a `StageError` when the `url` that params.yaml gives source `name` holds a password; say where it goes."
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    field = f"gather.{name}.url"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:   # the message would show the text, which may hold a password
+        raise StageError(stage, "params.yaml", field, "not a SQLAlchemy URL (dialect+driver://user@host:port/database)") from None
+    secret = [k for k in parsed.query if k.lower() in SECRET_QUERY_KEYS]
+    if not parsed.password and not secret:
+        return
+    bare = parsed._replace(password=None).difference_update_query(secret).render_as_string(hide_password=False)
+    var, dotenv = env_name(name), f"{DOTENV} at the project root (git ignores it)"
+    if parsed.get_backend_name() == "postgresql":   # libpq reads PGPASSWORD and ~/.pgpass itself
+        fix = (f"write `url: {bare}` and give the password as PGPASSWORD=<password> in the environment or in "
+               f"{dotenv}, or in ~/.pgpass; or put the whole URL in an environment variable (e.g. {var}=<url> in "
+               f"{DOTENV}) and write `url_env: {var}` instead of `url`")
+    else:
+        fix = (f"put the whole URL in an environment variable, set in the environment or in {dotenv}, e.g. "
+               f"{var}=<url>, and write `url_env: {var}` instead of `url`")
+    raise StageError(stage, masked_url(url), field,
+                     f"the URL holds a password, and params.yaml is committed to git: {fix}")
+
+def load_dotenv_file(root: Path | None = None) -> Path | None:
+    "Load `.env` at the project root into the environment (python-dotenv), never overriding a variable already set."
+    from dotenv import load_dotenv
+    path = resolve(DOTENV, root)
+    if not path.is_file():
+        return None
+    load_dotenv(path, override=False)
+    return path
+
+def source_url(name: str, source: Mapping, stage: str = "gather") -> str:
+    "The URL of SQL source `name`: its `url` (refused when it holds a password), or the variable its `url_env` names."
+    if "url" in source:
+        refuse_password(name, source["url"], stage)
+        return source["url"]
+    var = source["url_env"]
+    if not os.environ.get(var):
+        raise StageError(stage, f"environment variable {var}", f"gather.{name}.url_env",
+                         f"not set: set {var}=<url> in the environment or in {DOTENV} at the project root")
+    return os.environ[var]
 
 # %% ../../nbs/03_gather.ipynb #03c009
 def read_file_source(pattern: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
@@ -82,21 +152,23 @@ def read_file_source(pattern: str, stage: str = "gather", root: Path | None = No
 # %% ../../nbs/03_gather.ipynb #03c012
 def read_source(name: str, source: dict, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
     "Read one configured source and check it has rows and its required columns."
-    key = "url" if "url" in source else "path"
+    key = "path" if "path" in source else "url_env" if "url_env" in source else "url"
+    url = None if key == "path" else source_url(name, source, stage)
     try:
-        df = read_sql_source(source["url"], source["query"], stage, root) if key == "url" \
-            else read_file_source(source["path"], stage, root)
+        df = read_file_source(source["path"], stage, root) if url is None \
+            else read_sql_source(url, source["query"], stage, root)
     except StageError as e:
         if e.field is None:  # an unreadable location: name the parameter that points there
             raise StageError(stage, e.source, f"gather.{name}.{key}", e.problem) from None
         raise
-    shown = source[key]
+    shown = source["path"] if url is None else masked_url(url)
     require_columns(df, source.get("required_columns", []), stage, f"{name} source {shown}")
     return require_rows(df, stage, f"{name} source {shown}")
 
 def gather(sources: dict, root: Path | None = None) -> dict:
     "Read every source and write it to `data/raw/<name>.parquet`; return the row counts."
     counts = {}
+    load_dotenv_file(root)   # credentials from .env reach libpq (PGPASSWORD) and `url_env`
     tables = {name: read_source(name, source, root=root) for name, source in sources.items()}
     for name, df in tables.items():   # write only after every source was read successfully
         write_table(df, resolve(catalog.raw_table(name), root))
@@ -106,17 +178,21 @@ def gather(sources: dict, root: Path | None = None) -> dict:
 # %% ../../nbs/03_gather.ipynb #03c015
 SOURCE_SCHEMA = {"type": "object", "properties": {
     "url": {"type": "string", "minLength": 1}, "query": {"type": "string", "minLength": 1},
+    "url_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},   # an environment variable holding the URL
     "path": {"type": "string", "minLength": 1},
     "required_columns": {"type": "array", "items": {"type": "string"}}},
-    "oneOf": [{"required": ["url", "query"]}, {"required": ["path"]}]}
+    "oneOf": [{"required": ["url", "query"]}, {"required": ["url_env", "query"]}, {"required": ["path"]}]}
 PARAMS_SCHEMA = params_contract("gather", {}, required=[], minProperties=1,   # any names: data/raw/<name>.parquet
                                 additionalProperties=SOURCE_SCHEMA)
 
 def check_inputs(params: Mapping, root: Path) -> None:
-    "Every file source matches a file, and every SQLite database exists, now or once the stage writing it has run."
+    """Every file source matches a file, and every SQLite database exists, now or once the stage writing it has run;
+    no URL holds a password."""
     for name, source in (params.get("gather") or {}).items():
         if "path" in source and not will_exist(source["path"], root):
             raise StageError("gather", source["path"], f"gather.{name}.path", NO_FILE_MATCHES)
+        if "url" in source:
+            refuse_password(name, source["url"])
         database = sqlite_file(source["url"], root) if "url" in source else None
         if database is not None and not will_exist(database, root):
             raise StageError("gather", shown_url(source["url"], root), f"gather.{name}.url", DATABASE_NOT_FOUND)
