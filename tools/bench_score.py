@@ -20,21 +20,22 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import pandas as pd
-from ml_lifecycle.core import iter_table, read_json
-from ml_lifecycle.score import batch_anomalies, score_chunk, write_predictions
+from ml_lifecycle.core import read_json
+from ml_lifecycle.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
 from ml_lifecycle.modelling import load_model, model_columns
 root, batch, chunk_rows, phase = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-spec = read_json(root / "data/features/spec.json")
+spec, recipe = read_json(root / "data/features/spec.json"), read_json(root / "data/interim/cleaning.json")
 threshold = read_json(root / "models/threshold.json")["threshold"]
 columns = [spec["id_column"], *model_columns(spec)]
 started = time.perf_counter()
-if phase == "validate":
+if phase == "validate":   # as the stage does it: the training rows read, the batch cleaned and validated chunk by chunk
     training = pd.read_parquet(root / "data/features/train.parquet", columns=columns + [spec["label"]])
-    found, _ = batch_anomalies(batch, spec, chunk_rows, training, 50_000, root=root)
+    found, unseen, skew = batch_anomalies(batch_chunks(batch, spec, recipe, chunk_rows), spec, training, 50_000, root,
+                                          {"max_share": 0.02, "by_feature": {}})
     out = {"anomalies": len(found)}
 else:
-    model = load_model(root / "models/model.skops")
-    out = write_predictions((score_chunk(model, c, spec, threshold) for c in iter_table(batch, columns, chunk_rows, "bench")),
+    model = load_model(root / "models/model.skops", stage="score")
+    out = write_predictions((score_chunk(model, c, spec, threshold) for c in batch_chunks(batch, spec, recipe, chunk_rows)),
                             batch.with_name("predictions.parquet"))
 out["seconds"] = round(time.perf_counter() - started, 1)
 out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
