@@ -154,10 +154,11 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
 
 # %% ../../nbs/10_score.ipynb #10c018
 def run(params: Mapping, root: str | Path | None = None) -> dict:
-    """Clean the batch as training was, validate it (refuse it on any anomaly), score it chunk by chunk, write the
-    predictions and a summary."""
+    """Load the model (only the one train recorded), clean the batch as training was, validate it (refuse it on any
+    anomaly), score it chunk by chunk, write the predictions and a summary."""
     root = Path(root or project_root())
     settings = params["score"]
+    model = load_model(resolve(catalog.MODEL, root), stage="score")   # a model changed since training scores nothing
     spec, threshold = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))["threshold"]
     recipe, batch = read_json(resolve(catalog.CLEANING, root)), resolve(settings["batch"], root)
     training = pd.read_parquet(resolve(catalog.TRAIN, root), columns=[spec["id_column"], *model_columns(spec), spec["label"]])
@@ -167,7 +168,6 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
         {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]})
     write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
     refuse_batch(anomalies, settings["batch"])
-    model = load_model(resolve(catalog.MODEL, root), stage="score")
     summary = write_predictions((score_chunk(model, chunk, spec, threshold) for chunk in
                                  batch_chunks(batch, spec, recipe, settings["chunk_rows"])),
                                 resolve(catalog.PREDICTIONS_FILE, root))
