@@ -1,7 +1,8 @@
 """Benchmark the score stage's two passes on a large batch: wall time and peak memory by chunk size.
 
 Builds a batch of N rows by resampling the serving snapshot (fresh ids), then, each in a fresh child process so peak
-memory is its own, validates it against the SERVING schema and scores it with the trained model.
+memory is its own, validates it against the SERVING schema (the whole batch's statistics, merged over its chunks, and
+skew against a sample of the training rows) and scores it with the trained model (verified against its digest).
 Needs a finished pipeline run (models/ and data/features/). Usage: python tools/bench_score.py [rows]
 """
 import json
@@ -19,19 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-import pandas as pd
 from ml_lifecycle.core import read_json
 from ml_lifecycle.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
-from ml_lifecycle.modelling import load_model, model_columns
+from ml_lifecycle.modelling import load_model
 root, batch, chunk_rows, phase = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spec, recipe = read_json(root / "data/features/spec.json"), read_json(root / "data/interim/cleaning.json")
 threshold = read_json(root / "models/threshold.json")["threshold"]
-columns = [spec["id_column"], *model_columns(spec)]
 started = time.perf_counter()
-if phase == "validate":   # as the stage does it: the training rows read, the batch cleaned and validated chunk by chunk
-    training = pd.read_parquet(root / "data/features/train.parquet", columns=columns + [spec["label"]])
-    found, unseen, skew = batch_anomalies(batch_chunks(batch, spec, recipe, chunk_rows), spec, training, 50_000, root,
-                                          {"max_share": 0.02, "by_feature": {}})
+if phase == "validate":   # as the stage does it: the batch cleaned chunk by chunk, its statistics merged, checked once
+    found, unseen, skew = batch_anomalies(batch_chunks(batch, spec, recipe, chunk_rows), spec,
+                                          root / "data/features/train.parquet", 50_000, root,
+                                          {"max_share": 0.02, "by_feature": {}}, chunk_rows)
     out = {"anomalies": len(found)}
 else:
     model = load_model(root / "models/model.skops", stage="score")

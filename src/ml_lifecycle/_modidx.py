@@ -310,6 +310,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'ml_lifecycle.score.refuse_batch': ('score.html#refuse_batch', 'ml_lifecycle/score.py'),
                                     'ml_lifecycle.score.run': ('score.html#run', 'ml_lifecycle/score.py'),
                                     'ml_lifecycle.score.score_chunk': ('score.html#score_chunk', 'ml_lifecycle/score.py'),
+                                    'ml_lifecycle.score.training_sample': ('score.html#training_sample', 'ml_lifecycle/score.py'),
                                     'ml_lifecycle.score.unseen_level_rows': ('score.html#unseen_level_rows', 'ml_lifecycle/score.py'),
                                     'ml_lifecycle.score.write_batch_report': ('score.html#write_batch_report', 'ml_lifecycle/score.py'),
                                     'ml_lifecycle.score.write_predictions': ('score.html#write_predictions', 'ml_lifecycle/score.py')},
