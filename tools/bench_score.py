@@ -1,7 +1,8 @@
 """Benchmark the score stage's two passes on a large batch: wall time and peak memory by chunk size.
 
 Builds a batch of N rows by resampling the serving snapshot (fresh ids), then, each in a fresh child process so peak
-memory is its own, validates it against the SERVING schema and scores it with the trained model.
+memory is its own, validates it against the SERVING schema (the whole batch's statistics, merged over its chunks, and
+skew against a sample of the training rows) and scores it with the trained model (verified against its digest).
 Needs a finished pipeline run (models/ and data/features/). Usage: python tools/bench_score.py [rows]
 """
 import json
@@ -19,22 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-import pandas as pd
-from ml_lifecycle.core import iter_table, read_json
-from ml_lifecycle.score import batch_anomalies, score_chunk, write_predictions
-from ml_lifecycle.modelling import load_model, model_columns
+from ml_lifecycle.core import read_json
+from ml_lifecycle.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
+from ml_lifecycle.modelling import load_model
 root, batch, chunk_rows, phase = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-spec = read_json(root / "data/features/spec.json")
+spec, recipe = read_json(root / "data/features/spec.json"), read_json(root / "data/interim/cleaning.json")
 threshold = read_json(root / "models/threshold.json")["threshold"]
-columns = [spec["id_column"], *model_columns(spec)]
 started = time.perf_counter()
-if phase == "validate":
-    training = pd.read_parquet(root / "data/features/train.parquet", columns=columns + [spec["label"]])
-    found, _ = batch_anomalies(batch, spec, chunk_rows, training, 50_000, root=root)
+if phase == "validate":   # as the stage does it: the batch cleaned chunk by chunk, its statistics merged, checked once
+    found, unseen, skew = batch_anomalies(batch_chunks(batch, spec, recipe, chunk_rows), spec,
+                                          root / "data/features/train.parquet", 50_000, root,
+                                          {"max_share": 0.02, "by_feature": {}}, chunk_rows)
     out = {"anomalies": len(found)}
 else:
-    model = load_model(root / "models/model.skops")
-    out = write_predictions((score_chunk(model, c, spec, threshold) for c in iter_table(batch, columns, chunk_rows, "bench")),
+    model = load_model(root / "models/model.skops", stage="score")
+    out = write_predictions((score_chunk(model, c, spec, threshold) for c in batch_chunks(batch, spec, recipe, chunk_rows)),
                             batch.with_name("predictions.parquet"))
 out["seconds"] = round(time.perf_counter() - started, 1)
 out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -11,10 +11,10 @@ __all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'F
            'GATHER_SUMMARY', 'VALIDATION_HTML', 'STATISTICS_REPORT', 'ANOMALIES_REPORT', 'ANOMALIES_JSON',
            'VALIDATION_SUMMARY', 'DRIFT', 'UNITS', 'EVENTS', 'SNAPSHOTS', 'SERVING_SNAPSHOT', 'PREPROCESS_REPORT',
            'COLUMNS_REPORT', 'CLEANING', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING', 'FEATURE_SPEC', 'CHOICE',
-           'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD', 'MODEL_CARD', 'METRICS',
-           'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY',
-           'SCORE_BATCH', 'STAGE_IO', 'raw_table', 'schema_file', 'statistics_file', 'reference_file', 'plot_file',
-           'executed_notebook']
+           'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD', 'MODEL_DIGEST', 'MODEL_CARD',
+           'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES',
+           'SCORE_SUMMARY', 'SCORE_BATCH', 'STAGE_IO', 'raw_table', 'schema_file', 'statistics_file', 'reference_file',
+           'plot_file', 'executed_notebook']
 
 # %% ../../nbs/00a_catalog.ipynb #00ac005
 EXTERNAL = "data/external"        # the sources gather reads (the demo generator writes here)
@@ -50,6 +50,7 @@ FEATURE_SPEC = f"{FEATURES}/spec.json"
 CHOICE = f"{MODELS}/choice.json"
 SELECTION_REPORT, SELECTION_JSON, SEARCH_RESULTS = "reports/selection.md", "reports/selection.json", "reports/search_results.csv"
 MODEL, THRESHOLD = f"{MODELS}/model.skops", f"{MODELS}/threshold.json"
+MODEL_DIGEST = f"{MODEL}.sha256"                # its SHA-256 as train wrote it (sha256sum format), committed to git
 MODEL_CARD, METRICS = "reports/model_card.md", "reports/metrics.json"
 SEGMENTS_REPORT, SEGMENTS_JSON = "reports/segments.md", "reports/segments.json"
 PLOT_NAMES = ("roc", "precision_recall", "calibration", "profit", "importance", "confusion")
@@ -89,9 +90,9 @@ STAGE_IO = {
                    "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, PREPROCESS_REPORT, COLUMNS_REPORT]},
     "features": {"reads": [INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
     "select": {"reads": [TRAIN, FEATURE_SPEC], "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
-    "train": {"reads": [TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, THRESHOLD]},
-    "evaluate": {"reads": [FEATURES, MODEL, THRESHOLD],
+    "train": {"reads": [TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
+    "evaluate": {"reads": [FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
                  "writes": [MODEL_CARD, SEGMENTS_REPORT, METRICS, SEGMENTS_JSON, *map(plot_file, PLOT_NAMES)]},
-    "score": {"reads": [SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, THRESHOLD, SCORE_BATCH],
+    "score": {"reads": [SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, THRESHOLD, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }

@@ -308,10 +308,10 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Run the evaluate stage from its declared `params` in the project at `root`; return the hold-out metrics."
     problem, settings = Problem.from_params(params["problem"], stage="evaluate"), params["evaluate"]
     spec, threshold_info = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))
+    check_segments(list(settings["segments"]), spec["categorical"])
+    model = load_model(resolve(catalog.MODEL, root), stage="evaluate")   # the recorded model, or a refusal
     train = read_table(resolve(catalog.TRAIN, root), "evaluate", [spec["label"], "cutoff"])
     test = read_table(resolve(catalog.TEST, root), "evaluate", model_columns(spec) + [spec["label"], "cutoff"])
-    check_segments(list(settings["segments"]), spec["categorical"])
-    model = load_model(resolve(catalog.MODEL, root), stage="evaluate")
     proba, y_test, threshold = model.predict_proba(test[model_columns(spec)])[:, 1], test[spec["label"]].to_numpy(), threshold_info["threshold"]
 
     scores = evaluate(y_test, proba, threshold)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on f
 __all__ = ['tfdv', 'stats_options', 'to_tfdv_frame', 'compute_statistics', 'feature_statistics', 'canonical_statistics',
            'schema_path', 'read_schema', 'write_schema', 'load_schema', 'toy_customers', 'toy_schema', 'string_domains',
            'unseen_levels', 'allow_unseen_levels', 'anomaly_rows', 'measurements', 'check_statistics', 'validate_table',
-           'skew_anomalies', 'free_id', 'modelling_schema', 'errors', 'raise_on_anomalies']
+           'streamed_statistics', 'skew_anomalies', 'free_id', 'modelling_schema', 'errors', 'raise_on_anomalies']
 
 # %% ../../nbs/00d_gate.ipynb #00dc007
 def stats_options():
@@ -203,6 +203,41 @@ def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | N
         schema, environment = tfdv.infer_schema(stats), None
     return {**check_statistics(stats, table, schema, environment, stage=stage), "schema_inferred": inferred}
 
+# %% ../../nbs/00d_gate.ipynb #00dc034
+def _chunk_accumulators(frame: pd.DataFrame, options, generators: list) -> list:
+    """TFDV's partial statistics of one chunk (an accumulator per generator), as `generate_statistics_from_dataframe`
+    computes them for a whole frame: the one private piece of TFDV this module uses (`stats_gen_lib`, TFDV 1.16)."""
+    from tensorflow_data_validation.utils import stats_gen_lib
+    return stats_gen_lib._generate_partial_statistics_from_df(frame, options, generators)
+
+def streamed_statistics(chunks: Iterable[pd.DataFrame], *, stage: str, source: str | Path = "batch"
+                        ) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """TFDV statistics of the table `chunks` make up, in one pass and the memory of one chunk: each chunk's
+    accumulators of TFDV's in-memory generators merged into running ones, the statistics extracted once. A column
+    that is whole numbers in a chunk after fractional ones is read as fractional; one with no single type across
+    chunks (whole, then fractional; numbers and text) is a `StageError` of `stage` naming `source` and the column."""
+    from tensorflow_data_validation.statistics import stats_impl
+    options = stats_options()
+    generators = stats_impl.get_generators(options, in_memory=True)
+    merged, kinds = [g.create_accumulator() for g in generators], {}
+    for chunk in chunks:
+        frame = to_tfdv_frame(chunk)
+        for column in frame.columns:
+            values = frame[column]
+            kind = ("fractional numbers" if values.dtype.kind == "f" else "whole numbers" if values.dtype.kind in "iu"
+                    else None if values.isna().all() else "text")   # None: no value, no type (Arrow's null type)
+            seen = kinds.get(column)
+            if seen is None:
+                kinds[column] = kind
+            elif (seen, kind) == ("fractional numbers", "whole numbers"):
+                frame[column] = values.astype("float64")
+            elif kind is not None and kind != seen:
+                raise StageError(stage, source, column, f"no single type across the chunks read: {seen} in earlier chunks, "
+                                 f"{kind} in a later one (pandas reads whole numbers with gaps as fractional)")
+        merged = [g.compact(g.merge_accumulators([m, p]))
+                  for g, m, p in zip(generators, merged, _chunk_accumulators(frame, options, generators))]
+    return stats_impl.extract_statistics_output(merged, generators)
+
 # %% ../../nbs/00d_gate.ipynb #00dc025
 def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None,
                    schema: schema_pb2.Schema | None = None, *, stage: str) -> list[dict]:
@@ -228,13 +263,15 @@ def free_id(schema: schema_pb2.Schema, id_column: str) -> schema_pb2.Schema:
         feature.ClearField(field)
     return schema
 
-def modelling_schema(training: pd.DataFrame, label: str, categorical_skew: float = 0.1, numeric_skew: float = 0.2,
-                     max_unseen_share: float = 0.02, unseen_share_by_feature: Mapping | None = None,
-                     id_column: str | None = None) -> schema_pb2.Schema:
-    """A schema for a modelling table without a committed one: inferred from training rows, label in TRAINING only,
-    each categorical taking up to `max_unseen_share` of levels training never saw (see `allow_unseen_levels`), and
-    the `id_column` (if any) neither domain-checked nor compared for skew (see `free_id`)."""
-    schema = allow_unseen_levels(tfdv.infer_schema(compute_statistics(training)), max_unseen_share, unseen_share_by_feature)
+def modelling_schema(training: pd.DataFrame | statistics_pb2.DatasetFeatureStatisticsList, label: str,
+                     categorical_skew: float = 0.1, numeric_skew: float = 0.2, max_unseen_share: float = 0.02,
+                     unseen_share_by_feature: Mapping | None = None, id_column: str | None = None) -> schema_pb2.Schema:
+    """A schema for a modelling table without a committed one: inferred from the training rows (or their statistics,
+    e.g. `streamed_statistics` of the training file), label in TRAINING only, each categorical taking up to
+    `max_unseen_share` of levels training never saw (see `allow_unseen_levels`), and the `id_column` (if any)
+    neither domain-checked nor compared for skew (see `free_id`)."""
+    stats = training if isinstance(training, statistics_pb2.DatasetFeatureStatisticsList) else compute_statistics(training)
+    schema = allow_unseen_levels(tfdv.infer_schema(stats), max_unseen_share, unseen_share_by_feature)
     schema.default_environment.extend(["TRAINING", "SERVING"])
     tfdv.get_feature(schema, label).not_in_environment.append("SERVING")
     for feature in schema.feature:

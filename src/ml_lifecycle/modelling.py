@@ -5,6 +5,7 @@
 # %% ../../nbs/00c_modelling.ipynb #00cc003
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import json
@@ -18,7 +19,7 @@ from zipfile import ZIP_DEFLATED
 import numpy as np
 import pandas as pd
 
-from .core import StageError, atomic_write, check_params, lazy_import
+from .core import StageError, atomic_write, check_params, lazy_import, project_root
 
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.base import ClassifierMixin
@@ -36,7 +37,8 @@ sio = lazy_import("skops.io")
 __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_preprocessing', 'sio', 'METRICS', 'PROBLEM_SCHEMA',
            'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit', 'profit_curve',
            'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model', 'make_pipeline',
-           'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model', 'load_model']
+           'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model', 'load_model',
+           'digest_file', 'write_model_digest', 'verify_model']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 METRICS = ("roc_auc", "average_precision")
@@ -231,11 +233,52 @@ def save_model(pipeline: Pipeline, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(canonical_archive(sio.dumps(pipeline, compression=ZIP_DEFLATED))))
 
 def load_model(path: str | Path, trusted: tuple[str, ...] = TRUSTED_TYPES, stage: str = "train") -> Pipeline:
-    "Load a skops model, refusing any type outside `trusted`."
+    """Load a skops model after two checks of its bytes, read once, before any object is built: every type in it is
+    in `trusted`, and the file is the one `train` recorded (`verify_model`). Either failure is a `StageError` of `stage`."""
     path = Path(path)
     if not path.is_file():
         raise StageError(stage, path, None, "model file not found (run the train stage first)")
-    unexpected = sorted(set(sio.get_untrusted_types(file=path)) - set(trusted))
+    data = path.read_bytes()
+    unexpected = sorted(set(sio.get_untrusted_types(data=data)) - set(trusted))
     if unexpected:
         raise StageError(stage, path, unexpected[0], f"refusing to load untrusted types {unexpected}")
-    return sio.load(path, trusted=list(trusted))
+    return sio.loads(verify_model(path, stage, data), trusted=list(trusted))
+
+# %% ../../nbs/00c_modelling.ipynb #00cc024
+def digest_file(model_path: str | Path) -> Path:
+    "Where the SHA-256 digest of the model file is recorded: beside it, `<model file>.sha256`."
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.name}.sha256")
+
+def write_model_digest(model_path: str | Path, name: str | None = None) -> Path:
+    """Record the model file's SHA-256 digest beside it as `sha256sum` writes it: `<digest>  <name>`, where `name` is
+    the file as `sha256sum -c` will look for it (the train stage records `models/model.skops`, from the project root).
+    Only the train stage calls it, after `save_model`."""
+    model_path = Path(model_path)
+    line = f"{hashlib.sha256(model_path.read_bytes()).hexdigest()}  {name or model_path.name}\n"
+    return atomic_write(digest_file(model_path), lambda tmp: tmp.write_text(line))
+
+def verify_model(path: str | Path, stage: str, data: bytes | None = None) -> bytes:
+    """The model file's bytes (`data`, if already read), once their SHA-256 digest matches the one train recorded
+    (`digest_file`). Otherwise, or with no digest recorded, a `StageError` of `stage` naming the model file, the
+    expected and found digests, and the fix."""
+    path = Path(path)
+    data = path.read_bytes() if data is None else data
+    found, recorded = hashlib.sha256(data).hexdigest(), digest_file(path)
+    try:
+        shown = path.resolve().relative_to(project_root(path.parent)).as_posix()
+    except (FileNotFoundError, ValueError):   # a model file outside a project
+        shown = str(path)
+    fix = f"restore the recorded model with `dvc checkout --force {shown}`, or retrain it with `dvc repro train`"
+    if not recorded.is_file():
+        raise StageError(stage, shown, None, f"no recorded digest: {shown}.sha256 is missing (the train stage writes it "
+                                             f"with the model); expected sha256: none recorded, found sha256: {found}. "
+                                             f"Refusing to load an unverified model: {fix}")
+    line = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)\n?", recorded.read_text())
+    expected = line.group(1).lower() if line else "unreadable"
+    if expected != found or Path(line.group(2)).name != path.name:
+        named = f" for {line.group(2)}" if line and Path(line.group(2)).name != path.name else ""
+        raise StageError(stage, shown, None, f"the model file is not the one train wrote: expected sha256 {expected}"
+                                             f"{named} (recorded in {shown}.sha256), found sha256 {found}. Refusing to "
+                                             f"load it: {fix}")
+    return data

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,13 +17,13 @@ from . import catalog
 from .cleaning import ROW_ID, clean_rows, with_row_id
 from .core import (StageError, atomic_write, iter_table, params_contract, project_root, read_json, resolve,
                                table_columns, will_exist, write_json)
-from .gate import load_schema, modelling_schema, skew_anomalies, validate_table
+from .gate import check_statistics, load_schema, modelling_schema, skew_anomalies, streamed_statistics
 from .modelling import load_model, model_columns
 from .reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'check_inputs', 'batch_chunks', 'score_chunk', 'write_predictions', 'batch_anomalies',
-           'unseen_level_rows', 'write_batch_report', 'refuse_batch', 'run']
+__all__ = ['PARAMS_SCHEMA', 'SKEW_SEED', 'check_inputs', 'batch_chunks', 'score_chunk', 'write_predictions', 'training_sample',
+           'batch_anomalies', 'unseen_level_rows', 'write_batch_report', 'refuse_batch', 'run']
 
 # %% ../../nbs/10_score.ipynb #10c006
 PARAMS_SCHEMA = params_contract("score", {
@@ -85,37 +86,58 @@ def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
             "decided_positive_rate": summary["decided_positive"] / rows, "mean_probability": summary["probability_sum"] / rows}
 
 # %% ../../nbs/10_score.ipynb #10c015
-def batch_anomalies(chunks: Iterator[pd.DataFrame], spec: dict, training: pd.DataFrame, skew_sample_rows: int,
-                    root: Path | None = None, unseen: Mapping | None = None) -> tuple[list[dict], list[dict], list[dict]]:
-    """TFDV anomalies of the batch's (cleaned) `chunks` against the SERVING environment, and skew of a sample against
-    `training` (the labelled training rows); and the levels training never saw, with their share of the batch's rows.
-    Uses the committed `features` schema, or, on a team's first run, one inferred from the training rows whose
-    categorical domains take up to `unseen["max_share"]` (per feature: `unseen["by_feature"]`) of unseen levels, and
-    whose id column is neither domain-checked nor compared for skew. Skew refuses a batch under a committed (reviewed)
-    schema; under an inferred one it is returned apart, as warnings: the model can score a shifted batch."""
+SKEW_SEED = 0   # which training rows the skew check samples: the same ones on every run
+
+def training_sample(path: Path, columns: list[str], rows: int, chunk_rows: int, seed: int = SKEW_SEED) -> pd.DataFrame:
+    """At most `rows` rows of the Parquet file at `path` (its `columns`): a seeded uniform sample, in file order, read
+    `chunk_rows` rows at a time, so memory holds the sample and one chunk. Every row when there are no more."""
+    total = pq.ParquetFile(path).metadata.num_rows
+    keep = np.arange(total) if total <= rows else np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
+    parts, start = [], 0
+    for chunk in iter_table(path, columns, chunk_rows, "score", catalog.TRAIN):
+        low, high = np.searchsorted(keep, [start, start + len(chunk)])
+        parts.append(chunk.iloc[keep[low:high] - start])
+        start += len(chunk)
+    return pd.concat(parts, ignore_index=True)
+
+def batch_anomalies(chunks: Iterator[pd.DataFrame], spec: dict, training: Path, skew_sample_rows: int,
+                    root: Path | None = None, unseen: Mapping | None = None, chunk_rows: int = 100_000
+                    ) -> tuple[list[dict], list[dict], list[dict]]:
+    """TFDV anomalies of the batch's (cleaned) `chunks` against the SERVING environment, judged on the statistics of
+    the whole batch (`gate.streamed_statistics`: one pass, the memory of one chunk); skew of its first
+    `skew_sample_rows` rows against a seeded sample of as many rows of `training` (the training table's Parquet file,
+    read `chunk_rows` rows at a time); and the levels training never saw, with their share of the batch's rows.
+    Uses the committed `features` schema, or, on a team's first run, one inferred from the training file's streamed
+    statistics, whose categorical domains take up to `unseen["max_share"]` (per feature: `unseen["by_feature"]`) of
+    unseen levels, and whose id column is neither domain-checked nor compared for skew. Skew refuses a batch under a
+    committed (reviewed) schema; under an inferred one it is returned apart, as warnings: the model can score a
+    shifted batch."""
     unseen = dict(unseen or {})
     columns = [spec["id_column"], *model_columns(spec)]
     committed = load_schema("features", root)
     schema = committed or modelling_schema(
-        training[columns + [spec["label"]]], spec["label"], max_unseen_share=unseen.get("max_share", 0.02),
-        unseen_share_by_feature=unseen.get("by_feature"), id_column=spec["id_column"])
-    found, sample, levels, rows = [], [], {}, 0
-    for chunk in chunks:
-        checked = validate_table(chunk, "features", root=root, environment="SERVING", schema=schema, stage="score")
-        found += checked["anomalies"]
-        rows += checked["rows"]
-        for level in checked["unseen_levels"]:
-            key = (level["feature"], level["level"])
-            levels[key] = levels.get(key, 0) + level["rows"]
-        if sum(map(len, sample)) < skew_sample_rows:
-            sample.append(chunk)
-    if not rows:
+        streamed_statistics(iter_table(training, columns + [spec["label"]], chunk_rows, "score", catalog.TRAIN),
+                            stage="score", source=catalog.TRAIN),
+        spec["label"], max_unseen_share=unseen.get("max_share", 0.02), unseen_share_by_feature=unseen.get("by_feature"),
+        id_column=spec["id_column"])
+    sample = []
+    def sampled(chunks):   # the chunks, as they pass, keeping the batch's first rows for the skew check
+        kept = 0
+        for chunk in chunks:
+            if kept < skew_sample_rows:
+                sample.append(chunk.iloc[:skew_sample_rows - kept])
+                kept += len(sample[-1])
+            yield chunk
+    checked = check_statistics(streamed_statistics(sampled(chunks), stage="score", source="score.batch"), "features",
+                               schema, "SERVING", stage="score")
+    if not checked["rows"]:
         raise StageError("score", "score.batch", None, "the batch is empty: nothing to score")
-    serving = pd.concat(sample).head(skew_sample_rows)
-    skew = skew_anomalies(training[columns], serving, "features", root=root, schema=schema, stage="score")
-    found += skew if committed else []
-    unique = list({(a["feature"], a["anomaly"]): a for a in found}.values())   # the same anomaly in many chunks is one
-    return unique, unseen_level_rows(levels, rows, unique), [] if committed else skew
+    skew = skew_anomalies(training_sample(training, columns, skew_sample_rows, chunk_rows), pd.concat(sample),
+                          "features", root=root, schema=schema, stage="score")
+    found = checked["anomalies"] + (skew if committed else [])
+    unique = list({(a["feature"], a["anomaly"]): a for a in found}.values())   # one row per (feature, anomaly)
+    levels = {(u["feature"], u["level"]): u["rows"] for u in checked["unseen_levels"]}
+    return unique, unseen_level_rows(levels, checked["rows"], unique), [] if committed else skew
 
 def unseen_level_rows(levels: Mapping, rows: int, anomalies: list[dict]) -> list[dict]:
     "One row per (feature, level) training never saw: its rows, share of the batch, and whether it refused the batch."
@@ -154,20 +176,20 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
 
 # %% ../../nbs/10_score.ipynb #10c018
 def run(params: Mapping, root: str | Path | None = None) -> dict:
-    """Clean the batch as training was, validate it (refuse it on any anomaly), score it chunk by chunk, write the
-    predictions and a summary."""
+    """Load the model (only the one train recorded), clean the batch as training was, validate it (refuse it on any
+    anomaly), score it chunk by chunk, write the predictions and a summary."""
     root = Path(root or project_root())
     settings = params["score"]
+    model = load_model(resolve(catalog.MODEL, root), stage="score")   # a model changed since training scores nothing
     spec, threshold = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))["threshold"]
     recipe, batch = read_json(resolve(catalog.CLEANING, root)), resolve(settings["batch"], root)
-    training = pd.read_parquet(resolve(catalog.TRAIN, root), columns=[spec["id_column"], *model_columns(spec), spec["label"]])
     unseen_settings, cells = params["validate"]["unseen_levels"], {}
     anomalies, unseen, skew = batch_anomalies(
-        batch_chunks(batch, spec, recipe, settings["chunk_rows"], cells), spec, training, settings["skew_sample_rows"], root,
-        {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]})
+        batch_chunks(batch, spec, recipe, settings["chunk_rows"], cells), spec, resolve(catalog.TRAIN, root),
+        settings["skew_sample_rows"], root, {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]},
+        settings["chunk_rows"])
     write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
     refuse_batch(anomalies, settings["batch"])
-    model = load_model(resolve(catalog.MODEL, root), stage="score")
     summary = write_predictions((score_chunk(model, chunk, spec, threshold) for chunk in
                                  batch_chunks(batch, spec, recipe, settings["chunk_rows"])),
                                 resolve(catalog.PREDICTIONS_FILE, root))

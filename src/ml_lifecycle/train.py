@@ -15,9 +15,9 @@ import pandas as pd
 
 from . import catalog
 from .core import lazy_import, params_contract, read_json, read_table, resolve, write_json
-from ml_lifecycle.modelling import (
+from .modelling import (
     Problem, cost_optimal_threshold, decision_profit, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns,
-    save_model)
+    save_model, write_model_digest)
 
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.pipeline import Pipeline
@@ -63,6 +63,6 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     decision = choose_threshold(settings["decision_threshold"], validation[spec["label"]].to_numpy(), validation_proba, problem)
     decision["validation_rows"] = len(validation)
     pipeline.fit(train[model_columns(spec)], train[spec["label"]])
-    save_model(pipeline, resolve(catalog.MODEL, root))
+    write_model_digest(save_model(pipeline, resolve(catalog.MODEL, root)), catalog.MODEL)   # here, never in save_model
     write_json({**decision, "model": choice["chosen"], "settings": choice["chosen_settings"]}, resolve(catalog.THRESHOLD, root))
     return {**decision, "model": choice["chosen"]}

@@ -1,0 +1,77 @@
+"""The model file is verified before anything is loaded from it: a model changed after training (values edited and
+resaved with the project's own save_model, so every type in it is still trusted) is refused by every stage that loads it."""
+import hashlib
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_lifecycle.core import StageError
+from ml_lifecycle.modelling import digest_file, load_model, make_model, make_pipeline, save_model, write_model_digest
+
+SPEC = {"id_column": "customer_id", "label": "churned", "numeric": ["x"], "categorical": ["plan"],
+        "impute_numeric": "median", "min_category_frequency": 0.01}
+
+
+def toy_rows(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame({"x": rng.normal(size=n), "plan": rng.choice(["a", "b"], n)})
+    return rows, (rows["x"] + rng.normal(scale=0.5, size=n) > 0).astype(int)
+
+
+def negate(pipeline, name):
+    "What a tamperer would do: flip the model's learned values (leaves, coefficients); its types stay the same."
+    model = pipeline.named_steps["model"]
+    if name == "random_forest":
+        for tree in model.estimators_:
+            tree.tree_.value[:] = -tree.tree_.value
+    elif name == "hist_gradient_boosting":
+        for predictors in model._predictors:
+            for predictor in predictors:
+                predictor.nodes["value"] *= -1
+    else:
+        model.coef_ *= -1
+    return pipeline
+
+
+@pytest.mark.parametrize("name, settings", [("logistic_regression", {}), ("random_forest", {"n_estimators": 5}),
+                                            ("hist_gradient_boosting", {"max_iter": 10})])
+@pytest.mark.parametrize("stage", ["evaluate", "score"])
+def test_a_model_changed_after_training_is_refused_with_both_digests_and_the_fix(tmp_path, name, settings, stage):
+    X, y = toy_rows()
+    pipeline = make_pipeline(SPEC, make_model(name, settings, 0)).fit(X, y)
+    path = save_model(pipeline, tmp_path / "model.skops")
+    recorded = write_model_digest(path, "models/model.skops")
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert recorded == digest_file(path) and recorded.read_text() == f"{expected}  models/model.skops\n"
+    np.testing.assert_array_equal(load_model(path, stage=stage).predict_proba(X), pipeline.predict_proba(X))
+    save_model(negate(pipeline, name), path)   # resaved with the project's own save_model: the digest stays behind
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert found != expected and recorded.read_text().startswith(expected)
+    with pytest.raises(StageError) as refused:
+        load_model(path, stage=stage)
+    assert refused.value.stage == stage and "model.skops" in refused.value.source
+    for text in (f"expected sha256 {expected}", f"found sha256 {found}", "dvc checkout --force", "dvc repro train"):
+        assert text in refused.value.problem
+
+
+def test_a_model_without_a_recorded_digest_is_refused(tmp_path):
+    X, y = toy_rows()
+    path = save_model(make_pipeline(SPEC, make_model("logistic_regression", {}, 0)).fit(X, y), tmp_path / "model.skops")
+    with pytest.raises(StageError, match="no recorded digest") as refused:
+        load_model(path, stage="score")
+    assert refused.value.stage == "score" and hashlib.sha256(path.read_bytes()).hexdigest() in refused.value.problem
+
+
+@pytest.mark.skipif(shutil.which("sha256sum") is None, reason="coreutils sha256sum not installed")
+def test_the_digest_file_is_what_sha256sum_checks(tmp_path):
+    X, y = toy_rows()
+    (tmp_path / "models").mkdir()
+    path = save_model(make_pipeline(SPEC, make_model("logistic_regression", {}, 0)).fit(X, y), tmp_path / "models/model.skops")
+    write_model_digest(path, "models/model.skops")
+    check = ["sha256sum", "-c", "models/model.skops.sha256"]
+    assert subprocess.run(check, cwd=tmp_path, capture_output=True, text=True).stdout.strip() == "models/model.skops: OK"
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert subprocess.run(check, cwd=tmp_path, capture_output=True).returncode != 0
