@@ -200,6 +200,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'ml_lifecycle/features.py'),
                                        'ml_lifecycle.features.write_splits': ('features.html#write_splits', 'ml_lifecycle/features.py')},
             'ml_lifecycle.gate': { 'ml_lifecycle.gate._chunk_accumulators': ('gate.html#_chunk_accumulators', 'ml_lifecycle/gate.py'),
+                                   'ml_lifecycle.gate._one_type': ('gate.html#_one_type', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate._untied': ('gate.html#_untied', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate.allow_unseen_levels': ('gate.html#allow_unseen_levels', 'ml_lifecycle/gate.py'),
                                    'ml_lifecycle.gate.anomaly_rows': ('gate.html#anomaly_rows', 'ml_lifecycle/gate.py'),

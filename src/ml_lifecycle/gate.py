@@ -220,23 +220,26 @@ def streamed_statistics(chunks: Iterable[pd.DataFrame], *, stage: str, source: s
     options = stats_options()
     generators = stats_impl.get_generators(options, in_memory=True)
     merged, kinds = [g.create_accumulator() for g in generators], {}
-    for chunk in chunks:
-        frame = to_tfdv_frame(chunk)
-        for column in frame.columns:
-            values = frame[column]
-            kind = ("fractional numbers" if values.dtype.kind == "f" else "whole numbers" if values.dtype.kind in "iu"
-                    else None if values.isna().all() else "text")   # None: no value, no type (Arrow's null type)
-            seen = kinds.get(column)
-            if seen is None:
-                kinds[column] = kind
-            elif (seen, kind) == ("fractional numbers", "whole numbers"):
-                frame[column] = values.astype("float64")
-            elif kind is not None and kind != seen:
-                raise StageError(stage, source, column, f"no single type across the chunks read: {seen} in earlier chunks, "
-                                 f"{kind} in a later one (pandas reads whole numbers with gaps as fractional)")
-        merged = [g.compact(g.merge_accumulators([m, p]))
-                  for g, m, p in zip(generators, merged, _chunk_accumulators(frame, options, generators))]
+    for chunk in chunks:   # the chunk's TFDV copy lives only inside the call: one chunk's memory, not two
+        partial = _chunk_accumulators(_one_type(to_tfdv_frame(chunk), kinds, stage, source), options, generators)
+        merged = [g.compact(g.merge_accumulators([m, p])) for g, m, p in zip(generators, merged, partial)]
     return stats_impl.extract_statistics_output(merged, generators)
+
+def _one_type(frame: pd.DataFrame, kinds: dict, stage: str, source: str | Path) -> pd.DataFrame:
+    "`frame` with each column of the type earlier chunks gave it (`kinds`, updated), or a `StageError` naming the column."
+    for column in frame.columns:
+        values = frame[column]
+        kind = ("fractional numbers" if values.dtype.kind == "f" else "whole numbers" if values.dtype.kind in "iu"
+                else None if values.isna().all() else "text")   # None: no value, no type (Arrow's null type)
+        seen = kinds.get(column)
+        if seen is None:
+            kinds[column] = kind
+        elif (seen, kind) == ("fractional numbers", "whole numbers"):
+            frame[column] = values.astype("float64")
+        elif kind is not None and kind != seen:
+            raise StageError(stage, source, column, f"no single type across the chunks read: {seen} in earlier chunks, "
+                             f"{kind} in a later one (pandas reads whole numbers with gaps as fractional)")
+    return frame
 
 # %% ../../nbs/00d_gate.ipynb #00dc025
 def skew_anomalies(training: pd.DataFrame, serving: pd.DataFrame, table: str, root=None,
