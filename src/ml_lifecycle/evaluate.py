@@ -122,7 +122,8 @@ unit of prediction and the label, is in `reports/problem.md`. Not for decisions 
 ## Model
 `{result['model']}` in a scikit-learn pipeline with its feature transform, settings `{threshold_info['settings']}`,
 chosen by cross-validated `{problem.primary_metric}` (see `reports/selection.md`). Saved as `models/model.skops`; load
-it only with `ml_lifecycle.modelling.load_model`, which refuses types outside the committed allow-list.
+it only with `ml_lifecycle.modelling.load_model`, which refuses types outside the committed allow-list and a file
+whose SHA-256 differs from the one train recorded in `models/model.skops.sha256` (`sha256sum -c` checks it too).
 
 ## Data
 Trained on {data['n_train']} rows{data['train_when']}; evaluated on {data['n_test']} held-out rows{data['test_when']}.
