@@ -39,7 +39,7 @@ def test_dvc_repro_stops_at_its_first_stage_on_a_later_stages_parameter(tmp_path
     result = run("dvc repro", project, check=False)
     assert result.returncode != 0 and "field 'evaluate.segments'" in result.stdout + result.stderr
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == ["Running stage 'problem':"], ran
+    assert ran == ["Running stage 'check':"], ran
     assert not (project / "reports" / "notebooks" / "01_problem.ipynb").exists(), "the check runs before the notebook"
 
 
@@ -53,3 +53,19 @@ def test_dvc_from_the_environment_runs_stages_without_activating_it(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert (project / "reports" / "notebooks" / "01_problem.ipynb").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.demo
+def test_a_refused_parameter_leaves_every_output_of_the_last_run_in_place(tiny_copy):
+    """DVC deletes a stage's outputs before it reruns the stage. A typo in select's section would otherwise delete
+    select's outputs (its reports are not in the DVC cache) before select's own command refused it: the check stage,
+    upstream of every stage, refuses it first."""
+    before = {p: p.read_bytes() for p in (tiny_copy / "models").iterdir() if p.is_file()}
+    set_params(tiny_copy, {("select", "n_iters"): 5})
+    result = run("dvc repro", tiny_copy, check=False)
+    assert result.returncode != 0 and "field 'select.n_iters'" in result.stderr and "did you mean 'n_iter'?" in result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("Running stage")] == ["Running stage 'check':"]
+    assert {p: p.read_bytes() for p in (tiny_copy / "models").iterdir() if p.is_file()} == before
+    assert (tiny_copy / "reports/selection.md").is_file() and (tiny_copy / "reports/notebooks/07_select.ipynb").is_file()
+    assert "deleted" not in run("dvc status", tiny_copy).stdout

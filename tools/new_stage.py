@@ -92,13 +92,14 @@ def catalog_cell(name: str) -> dict:
     summary = f"{name.upper()}_SUMMARY"
     return {"cell_type": "code", "execution_count": None, "id": f"catalog-{name}", "metadata": {}, "outputs": [],
             "source": f"#| export\n{summary} = \"reports/{name}.json\"\n"
-                      f"STAGE_IO[\"{name}\"] = {{\"reads\": [], \"writes\": [{summary}]}}"}
+                      f"STAGE_IO[\"{name}\"] = {{\"reads\": [CHECK_RECORD], \"writes\": [{summary}]}}"}
 
 
 def dvc_stage(name: str, notebook_name: str, package: str, script: str) -> str:
     return (f"  {name}:\n"
             f"    cmd: tools/in-venv {script} run {name}\n"
-            f"    deps: [nbs/{notebook_name}, src/{package}/core.py, src/{package}/execution.py, src/{package}/catalog.py]\n"
+            f"    deps: [nbs/{notebook_name}, reports/check.json, src/{package}/core.py, src/{package}/execution.py,\n"
+            f"           src/{package}/catalog.py]\n"
             f"    params: [{name}]\n"
             f"    outs:\n"
             f"      - reports/notebooks/{notebook_name}\n"

@@ -8,13 +8,13 @@ from __future__ import annotations
 # %% auto #0
 __all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'FEATURES', 'PREDICTIONS', 'MODELS', 'REPORTS',
            'EXECUTED', 'PLOTS', 'VALIDATION_REPORTS', 'PROBLEM_CARD', 'PROBLEM_JSON', 'CRM_DATABASE', 'EVENT_LOG',
-           'GATHER_SUMMARY', 'VALIDATION_HTML', 'STATISTICS_REPORT', 'ANOMALIES_REPORT', 'ANOMALIES_JSON',
-           'VALIDATION_SUMMARY', 'DRIFT', 'UNITS', 'EVENTS', 'SNAPSHOTS', 'SERVING_SNAPSHOT', 'PREPROCESS_REPORT',
-           'COLUMNS_REPORT', 'CLEANING', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING', 'FEATURE_SPEC', 'CHOICE',
-           'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD', 'MODEL_DIGEST', 'MODEL_CARD',
-           'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES',
-           'SCORE_SUMMARY', 'SCORE_BATCH', 'STAGE_IO', 'raw_table', 'schema_file', 'statistics_file', 'reference_file',
-           'plot_file', 'executed_notebook']
+           'GATHER_SUMMARY', 'CHECK_STAGE', 'CHECK_RECORD', 'VALIDATION_HTML', 'STATISTICS_REPORT', 'ANOMALIES_REPORT',
+           'ANOMALIES_JSON', 'VALIDATION_SUMMARY', 'DRIFT', 'UNITS', 'EVENTS', 'SNAPSHOTS', 'SERVING_SNAPSHOT',
+           'PREPROCESS_REPORT', 'COLUMNS_REPORT', 'CLEANING', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING',
+           'FEATURE_SPEC', 'CHOICE', 'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD',
+           'MODEL_DIGEST', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES',
+           'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH', 'STAGE_IO', 'raw_table',
+           'schema_file', 'statistics_file', 'reference_file', 'plot_file', 'executed_notebook']
 
 # %% ../../nbs/00a_catalog.ipynb #00ac005
 EXTERNAL = "data/external"        # the sources gather reads (the demo generator writes here)
@@ -35,6 +35,9 @@ VALIDATION_REPORTS = "reports/validation"
 PROBLEM_CARD, PROBLEM_JSON = "reports/problem.md", "reports/problem.json"
 CRM_DATABASE, EVENT_LOG = f"{EXTERNAL}/crm.sqlite", f"{EXTERNAL}/events"
 GATHER_SUMMARY = "reports/gather.json"
+# The pipeline's first stage: `ml-lifecycle check`, on every change of params.yaml or the code, before any other
+# stage. DVC deletes a stage's outputs before it runs it, so a refusal there leaves every output of the last run in place.
+CHECK_STAGE, CHECK_RECORD = "check", "reports/check.json"
 VALIDATION_HTML = f"{VALIDATION_REPORTS}/html"
 STATISTICS_REPORT = f"{VALIDATION_REPORTS}/statistics.md"
 ANOMALIES_REPORT, ANOMALIES_JSON = f"{VALIDATION_REPORTS}/anomalies.md", f"{VALIDATION_REPORTS}/anomalies.json"
@@ -80,19 +83,20 @@ def executed_notebook(notebook_name: str) -> str:
 
 # %% ../../nbs/00a_catalog.ipynb #00ac010
 STAGE_IO = {
-    "problem": {"reads": [], "writes": [PROBLEM_CARD, PROBLEM_JSON]},
-    "demo_data": {"reads": [], "writes": [CRM_DATABASE, EVENT_LOG]},
-    "gather": {"reads": [EXTERNAL], "writes": [RAW, GATHER_SUMMARY]},
-    "validate": {"reads": [RAW, SCHEMA],
+    CHECK_STAGE: {"reads": ["params.yaml"], "writes": [CHECK_RECORD]},
+    "problem": {"reads": [CHECK_RECORD], "writes": [PROBLEM_CARD, PROBLEM_JSON]},
+    "demo_data": {"reads": [CHECK_RECORD], "writes": [CRM_DATABASE, EVENT_LOG]},
+    "gather": {"reads": [CHECK_RECORD, EXTERNAL], "writes": [RAW, GATHER_SUMMARY]},
+    "validate": {"reads": [CHECK_RECORD, RAW, SCHEMA],
                  "writes": [VALIDATION, REFERENCE, VALIDATION_HTML, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
                             VALIDATION_SUMMARY, DRIFT]},
-    "preprocess": {"reads": [RAW, VALIDATION],
+    "preprocess": {"reads": [CHECK_RECORD, RAW, VALIDATION],
                    "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, PREPROCESS_REPORT, COLUMNS_REPORT]},
-    "features": {"reads": [INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
-    "select": {"reads": [TRAIN, FEATURE_SPEC], "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
-    "train": {"reads": [TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
-    "evaluate": {"reads": [FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
+    "features": {"reads": [CHECK_RECORD, INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
+    "select": {"reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC], "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
+    "train": {"reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
+    "evaluate": {"reads": [CHECK_RECORD, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
                  "writes": [MODEL_CARD, SEGMENTS_REPORT, METRICS, SEGMENTS_JSON, *map(plot_file, PLOT_NAMES)]},
-    "score": {"reads": [SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, THRESHOLD, SCORE_BATCH],
+    "score": {"reads": [CHECK_RECORD, SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, THRESHOLD, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }

@@ -467,7 +467,7 @@ def check_project(params_file: str | Path = "params.yaml", root: str | Path | No
         raise StageError("check", path, None, "parameter file not found")
     values = read_yaml(path) or {}
     stages = read_yaml(resolve("dvc.yaml", root)).get("stages", {})
-    modules = {stage: stage_module(stage) for stage in stages}
+    modules = {stage: stage_module(stage) for stage in stages if stage != catalog.CHECK_STAGE}
     schemas = {stage: module.PARAMS_SCHEMA for stage, module in modules.items() if getattr(module, "PARAMS_SCHEMA", None)}
     declared = {key.split(".")[0] for stage in stages for key in declared_params(stage, root)}
     refuse_unknown_keys(values, schemas, declared, source=Path(params_file).name)
@@ -593,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="check params.yaml against every stage's contract and the data in sight")
     check.add_argument("--params-file", default="params.yaml")
+    check.add_argument("--record", action="store_true", help=f"when it passes, write {catalog.CHECK_RECORD} (the "
+                       f"pipeline's first stage, '{catalog.CHECK_STAGE}', runs it so)")
     run = commands.add_parser("run", help="check the project, then execute nbs/NN_<stage>.ipynb with papermill")
     run.add_argument("stage")
     run.add_argument("--params-file", default="params.yaml")
@@ -601,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stages = check_project(args.params_file)
         if args.command == "check":
+            if args.record:   # the same bytes while the same stages pass: the stages after it do not rerun for it
+                write_json({"params_file": args.params_file, "stages": stages}, resolve(catalog.CHECK_RECORD))
             print(f"{args.params_file} meets the contracts of all {len(stages)} stages ({time.perf_counter() - started:.1f}s)")
             return 0
         executed = run_stage(args.stage, args.params_file)
