@@ -53,10 +53,11 @@ def dvc_status(project: Path, stage: str) -> dict:
 
 @pytest.fixture(scope="module")
 def lab_project(tmp_path_factory):
-    """A copy of the project, its `problem` stage run by DVC (so dvc.lock records the notebook's hash), served by
-    JupyterLab exactly as `make lab` starts it."""
+    """A copy of the project, its `problem` stage run by DVC (so dvc.lock records the notebook's hash), after the check
+    stage it depends on (a project made from the template has no reports yet), served by JupyterLab exactly as
+    `make lab` starts it."""
     project = copy_project(tmp_path_factory.mktemp("lab") / "project")
-    run(["dvc", "repro", "--single-item", "problem"], project)
+    run(["dvc", "repro", "problem"], project)
     assert dvc_status(project, "problem") == {}, "the stage is up to date before anyone opens JupyterLab"
     with jupyter_lab(project, tmp_path_factory.mktemp("jupyter")) as lab:
         yield project, lab
