@@ -9,8 +9,10 @@ import argparse
 import glob
 import importlib
 import json
+import multiprocessing.util
 import os
 import re
+import shutil
 import sys
 import sysconfig
 import tempfile
@@ -55,8 +57,8 @@ __all__ = ['PROJECT_MARKERS', 'TABLE_FORMATS', 'ANY_KEY', 'VOLATILE', 'STREAMS',
            'write_text', 'table_columns', 'read_table', 'iter_table', 'require_columns', 'require_rows', 'lazy_import',
            'pipeline_outputs', 'will_exist', 'dotted_value', 'stale_stages', 'current_output', 'visible_columns',
            'visible_values', 'stage_module', 'known_keys', 'unknown_key', 'refuse_unknown_keys', 'check_project',
-           'toy_project', 'stage_notebook', 'run_stage', 'machine_paths', 'relative_text', 'merged_outputs',
-           'strip_volatile', 'describe_failure', 'main']
+           'ToyProject', 'toy_project', 'stage_notebook', 'run_stage', 'machine_paths', 'relative_text',
+           'merged_outputs', 'strip_volatile', 'describe_failure', 'main']
 
 # %% ../../nbs/00_core.ipynb #00c005
 class StageError(Exception):
@@ -479,13 +481,29 @@ def check_project(params_file: str | Path = "params.yaml", root: str | Path | No
     return list(modules)
 
 # %% ../../nbs/00_core.ipynb #00c028
-def toy_project(values: Mapping, folder: str | Path | None = None) -> tuple[Path, dict]:
-    "A throw-away project folder holding `values` as its params.yaml (and this project's dvc.yaml); returns both."
-    folder = Path(folder or tempfile.mkdtemp(prefix="toy-project-"))
+class ToyProject(tuple):
+    """`(folder, params)` of a toy project; as a context manager it removes, on leaving, the folder `toy_project`
+    made. A folder made and not removed that way goes when the process ends: checks leave no folder behind."""
+    def __enter__(self) -> ToyProject:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.made:
+            shutil.rmtree(self[0], ignore_errors=True)
+
+def toy_project(values: Mapping, folder: str | Path | None = None) -> ToyProject:
+    """A throw-away project folder holding `values` as its params.yaml (and this project's dvc.yaml): `(folder,
+    params)`, also a context manager that removes the folder when this call made it (`folder` None)."""
+    made = folder is None
+    folder = Path(tempfile.mkdtemp(prefix="toy-project-") if made else folder)
+    if made:   # at the process's end, in a worker process too (where atexit does not run; nbdev-test's workers)
+        multiprocessing.util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=0)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(dict(values), sort_keys=False))
     (folder / "dvc.yaml").write_text(resolve("dvc.yaml").read_text())
-    return folder, read_yaml(folder / "params.yaml")
+    project = ToyProject((folder, read_yaml(folder / "params.yaml")))
+    project.made = made
+    return project
 
 # %% ../../nbs/00_core.ipynb #00c031
 def stage_notebook(stage: str, root: str | Path | None = None) -> Path:
@@ -509,7 +527,7 @@ def run_stage(stage: str, params_file: str = "params.yaml", root: str | Path | N
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters={"params_file": params_file},
                             cwd=str(notebook.parent), engine_name=ENGINE, kernel_name="python3", progress_bar=False,
-                            request_save_on_cell_execute=False)
+                            request_save_on_cell_execute=False, skip_checks=True)   # checks run under nbdev-test
     except pm.PapermillExecutionError as e:
         raise RuntimeError(describe_failure(stage, e.ename, e.evalue, e.traceback) +
                            f"\n  (the executed notebook with the full traceback is {executed.relative_to(root)})") from None

@@ -19,8 +19,9 @@ from papermill.engines import Engine, papermill_engines
 from traitlets.config import Config
 
 # %% auto #0
-__all__ = ['ENGINE', 'KERNEL_MAX_COLUMNS', 'CellOutputs', 'CellStream', 'RecordingDisplayPublisher', 'RecordingDisplayHook',
-           'RecordingShell', 'fresh_shell', 'restore_shell', 'language_info', 'InProcessEngine']
+__all__ = ['ENGINE', 'KERNEL_MAX_COLUMNS', 'RUN_HEADING', 'CHECK_SKIPPED', 'RUN_ALWAYS', 'CellOutputs', 'CellStream',
+           'RecordingDisplayPublisher', 'RecordingDisplayHook', 'RecordingShell', 'fresh_shell', 'restore_shell',
+           'language_info', 'directives', 'is_check', 'InProcessEngine']
 
 # %% ../../nbs/00f_execution.ipynb #00fc006
 class CellOutputs(list):
@@ -140,6 +141,27 @@ def language_info() -> dict:
             "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3",
             "version": platform.python_version()}
 
+RUN_HEADING = "## Run the stage"   # the section a stage run executes in full
+CHECK_SKIPPED = "check-skipped"    # the tag an executed notebook gives each check cell the stage run did not run
+RUN_ALWAYS = {"export", "exports", "exporti", "hide", "default_exp"}   # nbdev directives of cells a run needs
+
+def directives(source: str) -> set[str]:
+    "The nbdev directives (`#| export`, `#| hide`, ...) a cell's source opens with."
+    found = set()
+    for line in source.splitlines():
+        if not line.startswith("#|"):
+            break
+        found |= set(line[2:].split()[:1])
+    return found
+
+def is_check(cell: NotebookNode, in_run_section: bool) -> bool:
+    """A check cell: a code cell before the "Run the stage" section that nbdev neither exports nor hides (hidden
+    cells hold imports), and not papermill's parameters. Checks run under `nbdev-test` and pytest; a stage run skips
+    them, so the executed notebook records the stage's run, and no toy project, model fit or assert of a check."""
+    tags = set(cell.metadata.get("tags", []))
+    return (cell.cell_type == "code" and not in_run_section and not directives(cell.source) & RUN_ALWAYS
+            and not tags & {"parameters", "injected-parameters"})
+
 class InProcessEngine(Engine):
     "A papermill engine that runs the notebook's code cells in this process (see the module's introduction)."
 
@@ -148,9 +170,15 @@ class InProcessEngine(Engine):
         nb: NotebookNode = nb_man.nb
         nb.metadata["language_info"] = language_info()
         shell, previous = fresh_shell()
+        skip_checks, in_run_section = kwargs.get("skip_checks", False), False
         with pd.option_context("display.max_columns", KERNEL_MAX_COLUMNS):
             try:
                 for index, cell in enumerate(nb.cells):
+                    in_run_section |= cell.cell_type == "markdown" and cell.source.startswith(RUN_HEADING)
+                    if skip_checks and is_check(cell, in_run_section):
+                        cell.metadata["tags"] = [*cell.metadata.get("tags", []), CHECK_SKIPPED]
+                        cell.outputs, cell.execution_count = [], None
+                        continue
                     nb_man.cell_start(cell, index)
                     try:
                         if cell.cell_type == "code" and cell.source.strip():
