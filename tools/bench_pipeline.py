@@ -28,6 +28,8 @@ from pathlib import Path
 import psutil
 import yaml
 
+from ml_lifecycle import catalog
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DONE = re.compile(r"stage '([^']+)' done in ([0-9.]+)s")
@@ -153,12 +155,15 @@ def script_run(copy: Path, stages: list[str]) -> dict[str, Run]:
 
 
 def cells_script(notebook: Path, params_file: str = "params.yaml") -> str:
-    """The notebook's code cells as one plain Python script, as papermill runs them: every cell in order (checks and
-    `#| eval: false` cells alike), the parameter papermill injects after the `parameters` cell; line magics dropped."""
-    import json
-    lines = []
-    for cell in json.loads(notebook.read_text())["cells"]:
-        if cell["cell_type"] != "code":
+    """The notebook's code cells as one plain Python script, as a stage run executes them: in order, the check cells
+    left out as the engine skips them (`execution.is_check`), `#| eval: false` cells kept, the parameter papermill
+    injects after the `parameters` cell; line magics dropped."""
+    import nbformat
+    from ml_lifecycle.execution import RUN_HEADING, is_check
+    lines, in_run_section = [], False
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        in_run_section |= cell.cell_type == "markdown" and cell.source.startswith(RUN_HEADING)
+        if cell["cell_type"] != "code" or is_check(cell, in_run_section):
             continue
         source = "".join(cell["source"])
         lines += [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))] + [""]
@@ -229,7 +234,7 @@ def main() -> None:
     try:
         copy = copy_project(tmp / "project")
         other = copy_project(tmp / "elsewhere" / "another-copy")   # a second clone at another path
-        stages = list(declared_outputs(copy))
+        stages = [s for s in declared_outputs(copy) if s != catalog.CHECK_STAGE]   # the check stage runs no notebook
         default_n = current_customers(copy)
         print(f"project copies: {copy} and {other} ({len(stages)} stages, {default_n:,} customers)", flush=True)
         run1, nb_stage, first = forced_run(copy)
@@ -245,7 +250,7 @@ def main() -> None:
         print(f"\n## Forced run at {default_n:,} customers: notebooks (papermill) against the same cells as scripts\n")
         print("(in dvc repro -f: a stage's seconds as its command reports them, in each copy; notebook: the stage's "
               "command `ml-lifecycle run <stage>` (the project check, then the notebook) as a process, start to end; "
-              "script: the notebook's code cells, checks included, as one Python file, in a process; run() only: the "
+              "script: the code cells a stage run executes (checks left out), as one Python file, in a process; run() only: the "
               "stage's `run(params, root)` alone, without the notebook's checks)\n")
         print("| stage | in dvc repro -f s | 2nd copy s | notebook s | script s | ratio | run() only s | notebook peak MB "
               "| script peak MB |")
