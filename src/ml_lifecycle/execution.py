@@ -146,13 +146,9 @@ CHECK_SKIPPED = "check-skipped"    # the tag an executed notebook gives each che
 RUN_ALWAYS = {"export", "exports", "exporti", "hide", "default_exp"}   # nbdev directives of cells a run needs
 
 def directives(source: str) -> set[str]:
-    "The nbdev directives (`#| export`, `#| hide`, ...) a cell's source opens with."
-    found = set()
-    for line in source.splitlines():
-        if not line.startswith("#|"):
-            break
-        found |= set(line[2:].split()[:1])
-    return found
+    "The nbdev directives (`#| export`, `#| hide`, ...) a cell's source opens with, parsed as nbdev parses them."
+    from fastcore.nbio import NbCell   # nbdev's own cell reader
+    return set(NbCell(0, {"cell_type": "code", "source": source, "metadata": {}}).directives)
 
 def is_check(cell: NotebookNode, in_run_section: bool) -> bool:
     """A check cell: a code cell before the "Run the stage" section that nbdev neither exports nor hides (hidden
