@@ -19,7 +19,7 @@ else
 $(error STACK must be "default" or "modern", not "$(STACK)")
 endif
 
-.PHONY: help env repro no-demo check test test-quick test-modern lab lock export hooks stage schema bench bench-pipeline bench-validate bench-score FORCE
+.PHONY: help env repro no-demo check test test-quick test-modern lab lock export dvc-yaml hooks stage schema bench bench-pipeline bench-validate bench-score FORCE
 
 help:
 	@echo "make env     create .venv from the lock of this platform's stack (STACK=default|modern to choose)"
@@ -31,7 +31,8 @@ help:
 	@echo "make test-modern  the modern stack in a Debian trixie root (glibc 2.41): test-quick and a small dvc repro (root)"
 	@echo "make lab     start JupyterLab on nbs/"
 	@echo "make lock    regenerate both locks: requirements.lock.txt and requirements.modern.lock.txt"
-	@echo "make export  nbdev-export, then clean the notebooks (tools/clean_notebooks.py) after editing them"
+	@echo "make export  nbdev-export, clean the notebooks (tools/clean_notebooks.py) and regenerate dvc.yaml, after editing them"
+	@echo "make dvc-yaml  write dvc.yaml from the catalog's PIPELINE and the stage modules' imports (never edit it by hand)"
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
 	@echo "make stage NAME=<name>  scaffold a new stage: notebook, catalog entry, dvc.yaml stage, params.yaml section"
 	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
@@ -99,7 +100,11 @@ test-modern:
 
 # One cleaning rule for notebooks: tools/clean_notebooks.py, as the JupyterLab save hook and pre-commit use it.
 export: $(STAMP)
-	$(BIN)/nbdev-export && $(BIN)/python tools/clean_notebooks.py
+	$(BIN)/nbdev-export && $(BIN)/python tools/clean_notebooks.py && $(MAKE) --no-print-directory dvc-yaml
+
+# PYTHONPATH: this checkout's package, even where the environment has another one installed (a copy of the project)
+dvc-yaml: $(STAMP)
+	PYTHONPATH=src $(BIN)/python -c "import sys; from ml_lifecycle.cli import main; sys.exit(main(['dvc-yaml']))"
 
 # Sizes (demo_data.n_customers) of the peak-memory runs of bench-pipeline and bench-validate, e.g. a quick
 # `make bench SIZES=20000`; 1M customers takes the longest.
@@ -115,7 +120,7 @@ bench-score: $(STAMP)
 
 # Re-infer candidate schemas from data/raw (and data/features) and print their difference from the committed ones.
 schema: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -c "from ml_lifecycle.validate import propose_schemas; propose_schemas()"
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -c "from ml_lifecycle.stages.validate import propose_schemas; propose_schemas()"
 
 bench-validate: $(STAMP)
 	$(BIN)/python tools/bench_validate.py $(SIZES)
@@ -133,3 +138,4 @@ stage: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make stage NAME=<stage_name>"; exit 2; }
 	$(BIN)/python tools/new_stage.py $(NAME)
 	$(BIN)/nbdev-export
+	$(MAKE) --no-print-directory -o $(STAMP) dvc-yaml

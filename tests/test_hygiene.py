@@ -161,8 +161,8 @@ def test_src_out_of_sync_is_caught_and_exported(hooked):
     run(["git", "add", "-A"], hooked)
 
     result = run([".venv/bin/pre-commit", "run", "src-in-sync"], hooked, check=False)
-    assert result.returncode == 1 and "src/ml_lifecycle/problem.py" in result.stdout
-    assert "def added_by_a_person" in (hooked / "src" / "ml_lifecycle" / "problem.py").read_text()
+    assert result.returncode == 1 and "src/ml_lifecycle/stages/problem.py" in result.stdout
+    assert "def added_by_a_person" in (hooked / "src" / "ml_lifecycle" / "stages" / "problem.py").read_text()
     run(["git", "add", "-A"], hooked)
     assert run([".venv/bin/pre-commit", "run", "src-in-sync"], hooked, check=False).returncode == 0
 

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from ml_lifecycle.core import StageError, StageParams, declared_params, stage_params
+from ml_lifecycle.core import StageError
+from ml_lifecycle.params import StageParams, declared_params, stage_params
 
 STAGES = {name: stage for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()
           if name != "check"}   # the pipeline's first stage runs `ml-lifecycle check`, no notebook

@@ -106,3 +106,34 @@ def test_a_failed_run_keeps_earlier_outputs_in_the_cache(tiny_copy):
     run("git checkout params.yaml && dvc checkout --force", tiny_copy)  # replaces the failed run's notebook
     assert (tiny_copy / "data/raw/events.parquet").read_bytes() == before
     assert ran_stages(run("dvc repro", tiny_copy).stdout) == []
+
+
+def stale(project) -> set[str]:
+    return set(json.loads(run("dvc status --json", project).stdout or "{}"))
+
+
+def test_a_plumbing_edit_reruns_nothing(tiny_copy):
+    "The CLI, the engine, the generator and the catalog run the stages but cannot change what they write."
+    for module in ["cli", "execution", "pipeline", "catalog"]:
+        path = tiny_copy / "src/ml_lifecycle" / f"{module}.py"
+        path.write_text(path.read_text().replace('"Command line:', '"The command line:') + "\n# an edit\n")
+    assert stale(tiny_copy) == set()
+
+
+def test_an_edit_to_shared_code_reruns_the_stages_that_import_it(tiny_copy):
+    path = tiny_copy / "src/ml_lifecycle/reporting.py"
+    path.write_text(path.read_text() + "\n# an edit\n")
+    importers = {s for s, spec in yaml.safe_load((tiny_copy / "dvc.yaml").read_text())["stages"].items()
+                 if "src/ml_lifecycle/reporting.py" in spec["deps"]}
+    assert {"preprocess", "select", "evaluate"} <= importers and "gather" not in importers
+    assert stale(tiny_copy) == importers
+
+
+def test_an_edit_to_one_stage_reruns_it_and_what_follows(tiny_copy):
+    path = tiny_copy / "src/ml_lifecycle/stages/train.py"
+    path.write_text(path.read_text().replace('decision["validation_rows"] = len(validation)',
+                                             'decision["validation_rows"] = len(validation)\n    decision["edited"] = True'))
+    assert stale(tiny_copy) == {"train"}
+    result = run(f"PYTHONPATH={tiny_copy / 'src'} dvc repro", tiny_copy)   # the copy's code, not the installed one
+    assert sorted(ran_stages(result.stdout)) == ["evaluate", "score", "train"]   # the threshold file changed
+    assert json.loads((tiny_copy / "models/threshold.json").read_text())["edited"] is True

@@ -20,8 +20,10 @@ import pytest
 
 from conftest import copy_project, run, set_params
 from ml_lifecycle import catalog
-from ml_lifecycle import gather
-from ml_lifecycle.core import declared_view, read_table, toy_project
+from ml_lifecycle.stages import gather
+from ml_lifecycle.params import declared_view
+from ml_lifecycle.tables import read_table
+from ml_lifecycle.check import toy_project
 
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                 key=lambda p: [int(n) for n in Path(p).parts[-3].split(".") if n.isdigit()])

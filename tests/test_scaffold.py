@@ -37,7 +37,7 @@ def test_stage_files_are_written(scaffolded):
     assert {k: v for k, v in scaffolded_yaml.items() if k != "stages"} == \
         {k: v for k, v in original.items() if k != "stages"}, "the rest of dvc.yaml is untouched"
     assert yaml.safe_load((project / "params.yaml").read_text())[NAME] == {"message": "replace with the stage's parameters"}
-    assert (project / "src" / "ml_lifecycle" / f"{NAME}.py").is_file(), "make stage exports the new module"
+    assert (project / "src" / "ml_lifecycle" / "stages" / f"{NAME}.py").is_file(), "make stage exports the new module"
 
 
 def test_stage_meets_the_project_rules(scaffolded, tmp_path, monkeypatch):

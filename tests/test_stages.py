@@ -5,17 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_lifecycle.core import StageError, atomic_write, project_root, resolve
-from ml_lifecycle.demo_data import add_data_flaws, generate_demo_sources, simulate_customers, simulate_purchases
-from ml_lifecycle.features import build_features, feature_spec
-from ml_lifecycle.gather import database_url, gather, read_sql_source
+from ml_lifecycle.core import StageError, project_root, resolve
+from ml_lifecycle.tables import atomic_write
+from ml_lifecycle.stages.demo_data import add_data_flaws, generate_demo_sources, simulate_customers, simulate_purchases
+from ml_lifecycle.stages.features import build_features, feature_spec
+from ml_lifecycle.stages.gather import database_url, gather, read_sql_source
 from ml_lifecycle.cleaning import ROW_ID, clean_rows, cleaning_recipe, decide_types, infer_column_type, with_row_id
-from ml_lifecycle.preprocess import (clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs,
+from ml_lifecycle.stages.preprocess import (clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs,
                                      split_table)
 from ml_lifecycle.modelling import (TRUSTED_TYPES, Problem, grouped_sample, load_model, make_model, make_pipeline,
                                     make_preprocessor, save_model, write_model_digest)
-from ml_lifecycle.evaluate import evaluate
-from ml_lifecycle.select import best_per_candidate, search_candidates, search_rows
+from ml_lifecycle.stages.evaluate import evaluate
+from ml_lifecycle.stages.select import best_per_candidate, search_candidates, search_rows
 
 from conftest import ROOT
 

@@ -14,10 +14,11 @@ from conftest import ROOT, VENV_BIN, run, set_params
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from ml_lifecycle import gate as g  # noqa: E402  (TFDV is imported on first use: about 12 s, once)
-from ml_lifecycle import validate as v  # noqa: E402
-from ml_lifecycle.core import StageError, check_params  # noqa: E402
-from ml_lifecycle.demo_data import FAULTS, generate_demo_sources  # noqa: E402
-from ml_lifecycle.gather import gather  # noqa: E402
+from ml_lifecycle.stages import validate as v  # noqa: E402
+from ml_lifecycle.core import StageError  # noqa: E402
+from ml_lifecycle.params import check_params  # noqa: E402
+from ml_lifecycle.stages.demo_data import FAULTS, generate_demo_sources  # noqa: E402
+from ml_lifecycle.stages.gather import gather  # noqa: E402
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

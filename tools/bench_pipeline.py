@@ -33,7 +33,7 @@ from ml_lifecycle import catalog
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DONE = re.compile(r"stage '([^']+)' done in ([0-9.]+)s")
-SCRIPT = ("import sys; from pathlib import Path; from ml_lifecycle.core import stage_module, stage_params; "
+SCRIPT = ("import sys; from pathlib import Path; from ml_lifecycle.check import stage_module; from ml_lifecycle.params import stage_params; "
           "stage, root = sys.argv[1], Path.cwd(); m = stage_module(stage); "
           "m.run(stage_params(stage, 'params.yaml', m.PARAMS_SCHEMA, root), root)")
 SIZES = [20_000, 200_000, 1_000_000]
@@ -179,7 +179,7 @@ def notebook_run(copy: Path, stages: list[str]) -> dict[str, Run]:
 
 def cells_run(copy: Path, stages: list[str]) -> dict[str, Run]:
     "Each stage notebook's cells as a plain Python script in a fresh process, from nbs/ as papermill runs it."
-    from ml_lifecycle.core import stage_notebook
+    from ml_lifecycle.cli import stage_notebook
     runs = {}
     for stage in stages:
         script = copy / ".bench-scripts" / f"stage_{stage}.py"   # not select.py: it would shadow the module select

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from ml_lifecycle.core import read_json
-from ml_lifecycle.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
+from ml_lifecycle.tables import read_json
+from ml_lifecycle.stages.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
 from ml_lifecycle.modelling import load_model
 root, batch, chunk_rows, phase = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spec, recipe = read_json(root / "data/features/spec.json"), read_json(root / "data/interim/cleaning.json")

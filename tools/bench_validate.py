@@ -28,8 +28,9 @@ MEMORY_LIMIT = int(os.environ.get("BENCH_MEMORY_LIMIT_MB", 14_000)) * 2**20   # 
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from ml_lifecycle import gate as g, validate as v
-from ml_lifecycle.core import read_table
+from ml_lifecycle import gate as g
+from ml_lifecycle.stages import validate as v
+from ml_lifecycle.tables import read_table
 import tensorflow_data_validation   # noqa: F401  (the gate imports it on first use: load it before the clock starts)
 project, engine, options = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 print("imported", flush=True)
@@ -88,8 +89,8 @@ def measure(project: Path, engine: str) -> dict:
 
 def make_project(folder: Path, n_customers: int) -> Path:
     "A temporary project holding the raw tables of a demo business with `n_customers`."
-    from ml_lifecycle.demo_data import generate_demo_sources
-    from ml_lifecycle.gather import gather
+    from ml_lifecycle.stages.demo_data import generate_demo_sources
+    from ml_lifecycle.stages.gather import gather
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (folder / "dvc.yaml").touch()
     (folder / "params.yaml").touch()

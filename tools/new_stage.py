@@ -5,12 +5,11 @@ Writes, for a stage called `monitor` in a project whose last notebook is `10_sco
 - `nbs/11_monitor.ipynb`: the skeleton every stage follows (a narrative, its exported parameter contract
   `PARAMS_SCHEMA`, an exported function with a check under it, `run(params, root)` checked on a toy project, and a
   **Run the stage** section with papermill's `parameters` cell), clean;
-- its outputs in the artefact catalog (`nbs/00a_catalog.ipynb`: `MONITOR_SUMMARY` and `STAGE_IO["monitor"]`);
-- a `monitor:` stage at the end of the `stages:` block of `dvc.yaml` (cmd, deps, params, the executed notebook
-  and a metrics file as outputs), without reformatting the rest of the file;
+- its entry in the pipeline (`nbs/00a_catalog.ipynb`: `MONITOR_SUMMARY` and `PIPELINE["monitor"]`: the params it
+  reads, what it reads and writes), from which `make stage` then regenerates `dvc.yaml` (`ml-lifecycle dvc-yaml`);
 - a `monitor:` section at the end of `params.yaml`.
 
-Then edit the notebook, declare what the stage reads and writes in `dvc.yaml`, and `dvc repro monitor`.
+Then edit the notebook and its `PIPELINE` entry, `make export`, and `dvc repro monitor`.
 """
 import argparse
 import json
@@ -29,7 +28,7 @@ def package_and_script(root: Path) -> tuple[str, str]:
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     package = Path(pyproject["tool"]["nbdev"]["lib_path"]).name
     scripts = pyproject.get("project", {}).get("scripts", {})
-    script = next((k for k, v in scripts.items() if v == f"{package}.core:main"), package.replace("_", "-"))
+    script = next((k for k, v in scripts.items() if v == f"{package}.cli:main"), package.replace("_", "-"))
     return package, script
 
 
@@ -46,16 +45,19 @@ def notebook(name: str, number: str, package: str) -> dict:
            "is the stage's documentation: a short narrative, then small exported functions each with a check under "
            "it, then `run`, the whole stage as one function checked on a toy project, then **Run the stage**, which "
            "`dvc repro` runs through papermill."),
-        code(f"#| default_exp {name}"),
+        code(f"#| default_exp stages.{name}"),
         code(f"#| export\nfrom __future__ import annotations\n\n"
              f"from collections.abc import Mapping\nfrom pathlib import Path\n\n"
              f"from {package} import catalog\n"
-             f"from {package}.core import params_contract, resolve, write_json"),
-        code(f"#| hide\nfrom {package}.core import declared_view, project_root, stage_params, toy_project"),
+             f"from {package}.core import resolve\n"
+             f"from {package}.params import params_contract\n"
+             f"from {package}.tables import write_json"),
+        code(f"#| hide\nfrom {package}.check import toy_project\nfrom {package}.core import project_root\n"
+             f"from {package}.params import declared_view, stage_params"),
         md("## The parameters and their rules\n\n"
            f"`PARAMS_SCHEMA` is the contract for `{name}:` in `params.yaml`: `ml-lifecycle check`, which runs before "
            "every stage, names a wrong type or an impossible value before any stage starts. Every key the stage "
-           "reads is declared under `params:` of its stage in `dvc.yaml`, so DVC reruns the stage when it changes."),
+           "reads is declared in its `PIPELINE` entry's `params` (the catalog), so DVC reruns the stage when it changes."),
         code(f"#| export\nPARAMS_SCHEMA = params_contract(\"{name}\", {{\"message\": {{\"type\": \"string\", \"minLength\": 1}}}})"),
         md("## What the stage computes\n\nOne small function per decision, with a check right under it "
            "(`nbdev-test` runs the checks; `make test` runs `nbdev-test`)."),
@@ -70,9 +72,9 @@ def notebook(name: str, number: str, package: str) -> dict:
              f'    summary = summarise(params["{name}"])\n'
              f"    write_json(summary, resolve(catalog.{summary}, root))\n"
              f"    return summary"),
-        code(f'toy_root, toy_values = toy_project({{"{name}": {{"message": "hello"}}}})\n'
-             f'assert run(declared_view("{name}", toy_values), toy_root) == {{"stage": "{name}", "message": "hello"}}\n'
-             f"assert (toy_root / catalog.{summary}).is_file()"),
+        code(f'with toy_project({{"{name}": {{"message": "hello"}}}}) as (toy_root, toy_values):\n'
+             f'    assert run(declared_view("{name}", toy_values), toy_root) == {{"stage": "{name}", "message": "hello"}}\n'
+             f"    assert (toy_root / catalog.{summary}).is_file()"),
         md("## Run the stage"),
         code('params_file = "params.yaml"', tags=["parameters"]),
         code(f"#| eval: false\n"
@@ -92,31 +94,8 @@ def catalog_cell(name: str) -> dict:
     summary = f"{name.upper()}_SUMMARY"
     return {"cell_type": "code", "execution_count": None, "id": f"catalog-{name}", "metadata": {}, "outputs": [],
             "source": f"#| export\n{summary} = \"reports/{name}.json\"\n"
-                      f"STAGE_IO[\"{name}\"] = {{\"reads\": [CHECK_RECORD], \"writes\": [{summary}]}}"}
-
-
-def dvc_stage(name: str, notebook_name: str, package: str, script: str) -> str:
-    return (f"  {name}:\n"
-            f"    cmd: tools/in-venv {script} run {name}\n"
-            f"    deps: [nbs/{notebook_name}, reports/check.json, src/{package}/core.py, src/{package}/execution.py,\n"
-            f"           src/{package}/catalog.py]\n"
-            f"    params: [{name}]\n"
-            f"    outs:\n"
-            f"      - reports/notebooks/{notebook_name}\n"
-            f"    metrics:\n"
-            f"      - reports/{name}.json: {{cache: false}}\n")
-
-
-def add_to_stages(dvc_yaml: str, block: str) -> str:
-    "Insert `block` at the end of the top-level `stages:` mapping, before any later top-level key."
-    lines = dvc_yaml.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if re.match(r"stages:\s*(#.*)?$", line))
-    end = next((i for i in range(start + 1, len(lines)) if re.match(r"[^\s#]", lines[i])), len(lines))
-    while end > start + 1 and not lines[end - 1].strip():  # keep the blank lines before the next key
-        end -= 1
-    if lines[end - 1] and not lines[end - 1].endswith("\n"):
-        lines[end - 1] += "\n"
-    return "".join(lines[:end] + [block] + lines[end:])
+                      f"PIPELINE[\"{name}\"] = {{\"params\": [\"{name}\"], \"reads\": [CHECK_RECORD], \"writes\": [{summary}]}}\n"
+                      f"IN_GIT.add({summary})\nMETRIC_FILES.add({summary})"}
 
 
 def scaffold(name: str, root: Path = ROOT) -> list[Path]:
@@ -135,16 +114,15 @@ def scaffold(name: str, root: Path = ROOT) -> list[Path]:
 
     nb_path = nbs / f"{number}_{name}.ipynb"
     nb_path.write_text(clean_text(json.dumps(notebook(name, number, package)), root), encoding="utf-8")
-    dvc_path.write_text(add_to_stages(dvc_path.read_text(), dvc_stage(name, nb_path.name, package, script)))
     catalog_nb = next(nbs.glob("*_catalog.ipynb"))
     catalog = json.loads(catalog_nb.read_text())
     catalog["cells"].append(catalog_cell(name))
     catalog_nb.write_text(clean_text(json.dumps(catalog), root), encoding="utf-8")
     text = params_path.read_text()
     params_path.write_text(text.rstrip("\n") + "\n\n"
-                           f"{name}:                          # nbs/{nb_path.name}; every key is declared in dvc.yaml\n"
+                           f"{name}:                          # nbs/{nb_path.name}; read as the catalog's PIPELINE declares\n"
                            f"  message: replace with the stage's parameters\n")
-    return [nb_path, catalog_nb, dvc_path, params_path]
+    return [nb_path, catalog_nb, params_path]
 
 
 def main(argv=None) -> int:

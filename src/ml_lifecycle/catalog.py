@@ -13,8 +13,9 @@ __all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'F
            'PREPROCESS_REPORT', 'COLUMNS_REPORT', 'CLEANING', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING',
            'FEATURE_SPEC', 'CHOICE', 'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD',
            'MODEL_DIGEST', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES',
-           'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH', 'STAGE_IO', 'raw_table',
-           'schema_file', 'statistics_file', 'reference_file', 'plot_file', 'executed_notebook']
+           'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH', 'PIPELINE', 'OPTIONAL_STAGES',
+           'IN_GIT', 'METRIC_FILES', 'PERSISTENT', 'NOTES', 'CHARTS', 'raw_table', 'schema_file', 'statistics_file',
+           'reference_file', 'plot_file', 'executed_notebook']
 
 # %% ../../nbs/00a_catalog.ipynb #00ac005
 EXTERNAL = "data/external"        # the sources gather reads (the demo generator writes here)
@@ -82,21 +83,52 @@ def executed_notebook(notebook_name: str) -> str:
     return f"{EXECUTED}/{notebook_name}"
 
 # %% ../../nbs/00a_catalog.ipynb #00ac010
-STAGE_IO = {
-    CHECK_STAGE: {"reads": ["params.yaml"], "writes": [CHECK_RECORD]},
-    "problem": {"reads": [CHECK_RECORD], "writes": [PROBLEM_CARD, PROBLEM_JSON]},
-    "demo_data": {"reads": [CHECK_RECORD], "writes": [CRM_DATABASE, EVENT_LOG]},
-    "gather": {"reads": [CHECK_RECORD, EXTERNAL], "writes": [RAW, GATHER_SUMMARY]},
-    "validate": {"reads": [CHECK_RECORD, RAW, SCHEMA],
+PIPELINE = {   # dvc.yaml is generated from this and the stage modules' imports: `make dvc-yaml`
+    CHECK_STAGE: {"params": [], "reads": ["params.yaml"], "writes": [CHECK_RECORD]},
+    "problem": {"params": ["problem"], "reads": [CHECK_RECORD], "writes": [PROBLEM_CARD, PROBLEM_JSON]},
+    "demo_data": {"params": ["demo_data"], "reads": [CHECK_RECORD], "writes": [CRM_DATABASE, EVENT_LOG]},
+    "gather": {"params": ["gather"], "reads": [CHECK_RECORD, EXTERNAL], "writes": [RAW, GATHER_SUMMARY]},
+    "validate": {"params": ["validate"], "reads": [CHECK_RECORD, RAW, SCHEMA],
                  "writes": [VALIDATION, REFERENCE, VALIDATION_HTML, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
                             VALIDATION_SUMMARY, DRIFT]},
-    "preprocess": {"reads": [CHECK_RECORD, RAW, VALIDATION],
-                   "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, PREPROCESS_REPORT, COLUMNS_REPORT]},
-    "features": {"reads": [CHECK_RECORD, INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
-    "select": {"reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC], "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
-    "train": {"reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
-    "evaluate": {"reads": [CHECK_RECORD, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
-                 "writes": [MODEL_CARD, SEGMENTS_REPORT, METRICS, SEGMENTS_JSON, *map(plot_file, PLOT_NAMES)]},
-    "score": {"reads": [CHECK_RECORD, SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, THRESHOLD, SCORE_BATCH],
+    "preprocess": {"params": ["problem", "preprocess", "features.categorical"], "reads": [CHECK_RECORD, RAW, VALIDATION],
+                   "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, COLUMNS_REPORT, PREPROCESS_REPORT]},
+    "features": {"params": ["problem.id_column", "problem.label", "features"], "reads": [CHECK_RECORD, INTERIM],
+                 "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
+    "select": {"params": ["problem.primary_metric", "select"], "reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC],
+               "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
+    "train": {"params": ["problem", "train"], "reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC, CHOICE],
+              "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
+    "evaluate": {"params": ["problem", "evaluate"], "reads": [CHECK_RECORD, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
+                 "writes": [MODEL_CARD, SEGMENTS_REPORT, *map(plot_file, PLOT_NAMES), METRICS, SEGMENTS_JSON]},
+    "score": {"params": ["score", "validate.unseen_levels"],
+              "reads": [CHECK_RECORD, SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, THRESHOLD, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }
+OPTIONAL_STAGES = ("demo_data",)   # in the pipeline while params.yaml has the stage's section (`make no-demo` drops it)
+# Small text outputs versioned by git beside the code (`cache: false`), not by DVC's cache.
+IN_GIT = {CHECK_RECORD, PROBLEM_CARD, PROBLEM_JSON, GATHER_SUMMARY, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
+          VALIDATION_SUMMARY, DRIFT, CLEANING, COLUMNS_REPORT, PREPROCESS_REPORT, LEAKAGE_REPORT, CHOICE, SELECTION_REPORT,
+          SEARCH_RESULTS, SELECTION_JSON, MODEL_DIGEST, THRESHOLD, MODEL_CARD, SEGMENTS_REPORT, *map(plot_file, PLOT_NAMES),
+          METRICS, SEGMENTS_JSON, SCORE_ANOMALIES, SCORE_SUMMARY}
+METRIC_FILES = {GATHER_SUMMARY, VALIDATION_SUMMARY, DRIFT, PREPROCESS_REPORT, SELECTION_JSON, METRICS, SEGMENTS_JSON,
+                SCORE_SUMMARY}   # `dvc metrics show` and `dvc exp show` list these
+PERSISTENT = {   # kept when the stage reruns (DVC deletes other outputs first)
+    CHECK_RECORD: "kept when the check refuses: nothing is deleted",
+    REFERENCE: "statistics of the last accepted data: moved only when data passes",
+}
+NOTES = {   # why an output is there, as a comment in dvc.yaml
+    RAW: "one <source name>.parquet per source in params.yaml",
+    CLEANING: "the typing decisions as a recipe: score cleans a batch by it",
+    MODEL_DIGEST: "its SHA-256 digest: evaluate and score load only a model that matches",
+    plot_file(PLOT_NAMES[0]): "drawn by the plots below, each once",
+}
+CHARTS = [   # the top-level plots of dvc.yaml: (title, template, x, file, y)
+    ("ROC curve (hold-out cutoff)", "simple", "fpr", plot_file("roc"), "tpr"),
+    ("Precision-recall curve (hold-out cutoff)", "simple", "recall", plot_file("precision_recall"), "precision"),
+    ("Reliability curve (calibration)", "linear", "mean_predicted", plot_file("calibration"), "fraction_churned"),
+    ("Profit by decision threshold (relative to contacting nobody)", "simple", "threshold", plot_file("profit"), "profit"),
+    ("Permutation importance (drop in the primary metric)", "bar_horizontal_sorted", "importance", plot_file("importance"),
+     "feature"),
+    ("Confusion matrix at the decision threshold", "confusion", "predicted", plot_file("confusion"), "actual"),
+]

@@ -14,7 +14,8 @@ import pandas as pd
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from . import catalog
-from .core import StageError, atomic_write, lazy_import, resolve
+from .core import StageError, lazy_import, resolve
+from .tables import atomic_write
 
 # Importing TFDV imports google.api_core, which warns that this Python's end of life nears: a message that depends on
 # the date, names the interpreter's folder, and says nothing about the data. Only that warning is silenced.

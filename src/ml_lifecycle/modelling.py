@@ -19,7 +19,9 @@ from zipfile import ZIP_DEFLATED
 import numpy as np
 import pandas as pd
 
-from .core import StageError, atomic_write, check_params, lazy_import, project_root
+from .core import StageError, lazy_import, project_root
+from .params import check_params
+from .tables import atomic_write
 
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.base import ClassifierMixin

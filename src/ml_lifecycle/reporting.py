@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_write, write_text
+from .tables import atomic_write, write_text
 
 # %% auto #0
 __all__ = ['markdown_table', 'markdown_page', 'write_markdown', 'write_csv']
