@@ -36,7 +36,7 @@ VALIDATION_REPORTS = "reports/validation"
 PROBLEM_CARD, PROBLEM_JSON = "reports/problem.md", "reports/problem.json"
 CRM_DATABASE, EVENT_LOG = f"{EXTERNAL}/crm.sqlite", f"{EXTERNAL}/events"
 GATHER_SUMMARY = "reports/gather.json"
-# The pipeline's first stage: `ml-lifecycle check`, on every change of params.yaml or the code, before any other
+# The pipeline's first stage: `ml-lifecycle check`, on every change of params.yaml or the check's code, before any other
 # stage. DVC deletes a stage's outputs before it runs it, so a refusal there leaves every output of the last run in place.
 CHECK_STAGE, CHECK_RECORD = "check", "reports/check.json"
 VALIDATION_HTML = f"{VALIDATION_REPORTS}/html"

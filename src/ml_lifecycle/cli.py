@@ -124,14 +124,15 @@ def describe_failure(stage: str, ename: str, evalue: str, traceback: list[str]) 
 
 # %% ../../nbs/00k_cli.ipynb #00k033
 def main(argv: list[str] | None = None) -> int:
-    "Command line: `ml-lifecycle check`, `ml-lifecycle run <stage>` (which checks the whole project first) and `dvc-yaml`."
+    "Command line: `ml-lifecycle check`, `ml-lifecycle run <stage>` (which checks that stage first) and `dvc-yaml`."
     parser = argparse.ArgumentParser(prog="ml-lifecycle", description="Check the project, or run a lifecycle stage notebook.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="check params.yaml against every stage's contract and the data in sight")
     check.add_argument("--params-file", default="params.yaml")
     check.add_argument("--record", action="store_true", help=f"when it passes, write {catalog.CHECK_RECORD} (the "
                        f"pipeline's first stage, '{catalog.CHECK_STAGE}', runs it so)")
-    run = commands.add_parser("run", help="check the project, then execute nbs/NN_<stage>.ipynb with papermill")
+    run = commands.add_parser("run", help="check the stage's parameters and inputs, then execute nbs/NN_<stage>.ipynb "
+                              "with papermill (the pipeline's check stage has checked the whole project first)")
     run.add_argument("stage")
     run.add_argument("--params-file", default="params.yaml")
     generate = commands.add_parser("dvc-yaml", help="write dvc.yaml from catalog.PIPELINE and the stage modules' imports")
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                              "written" if differs else "is up to date"))
         return int(differs and args.check)
     try:
-        stages = check_project(args.params_file)
+        stages = check_project(args.params_file, only=None if args.command == "check" else args.stage)
         if args.command == "check":
             if args.record:   # the same bytes while the same stages pass: the stages after it do not rerun for it
                 write_json({"params_file": args.params_file, "stages": stages}, resolve(catalog.CHECK_RECORD))
