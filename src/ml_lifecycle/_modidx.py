@@ -467,6 +467,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                               'ml_lifecycle.stages.validate.write_statistics': ( 'validate.html#write_statistics',
                                                                                                  'ml_lifecycle/stages/validate.py')},
             'ml_lifecycle.tables': { 'ml_lifecycle.tables._json_default': ('tables.html#_json_default', 'ml_lifecycle/tables.py'),
+                                     'ml_lifecycle.tables._require': ('tables.html#_require', 'ml_lifecycle/tables.py'),
                                      'ml_lifecycle.tables._table_file': ('tables.html#_table_file', 'ml_lifecycle/tables.py'),
                                      'ml_lifecycle.tables.atomic_write': ('tables.html#atomic_write', 'ml_lifecycle/tables.py'),
                                      'ml_lifecycle.tables.iter_table': ('tables.html#iter_table', 'ml_lifecycle/tables.py'),
