@@ -275,7 +275,7 @@ def test_the_tiny_run_is_clean_and_sets_the_first_reference(tiny_project):
         assert (tiny_project / f"data/reference/{table}.stats.pb").read_bytes() == \
             (tiny_project / f"data/validation/{table}.stats.pb").read_bytes()
         assert (tiny_project / f"reports/validation/html/{table}.html").stat().st_size > 1000
-    assert "| plan | STRING |" in (tiny_project / "reports/validation/statistics.md").read_text()
+    assert "| plan | STRING |" in " ".join((tiny_project / "reports/validation/statistics.md").read_text().split())
 
 
 @pytest.mark.integration
@@ -288,7 +288,7 @@ def test_the_validate_stage_fails_on_the_fault_and_names_it(faulty_run, fault):
     table, feature, anomaly = EXPECTED[fault]
     rows = [a for t in report(project)["tables"] for a in t["anomalies"]]
     assert (table, feature, anomaly, "error") in {(a["table"], a["feature"], a["anomaly"], a["severity"]) for a in rows}
-    assert f"| error | {table} | {feature} | {anomaly} |" in (project / "reports/validation/anomalies.md").read_text()
+    assert f"| error | {table} | {feature} | {anomaly} |" in " ".join((project / "reports/validation/anomalies.md").read_text().split())
 
 
 @pytest.mark.integration

@@ -14,7 +14,7 @@ import pandas as pd
 from . import catalog
 from .core import project_root, read_yaml, resolve
 from .params import _ABSENT, declared_params, dotted_value
-from .tables import TABLE_FORMATS, table_columns
+from .tables import TABLE_FORMATS, read_table, table_columns
 
 # %% auto #0
 __all__ = ['pipeline_outputs', 'will_exist', 'stale_stages', 'current_output', 'visible_columns', 'visible_values']
@@ -104,5 +104,4 @@ def visible_values(params: Mapping, table: str, column: str, root: str | Path | 
     files = _visible_files(params, table, root)
     if not files or column not in table_columns(files[0], "check"):
         return None
-    read = lambda f: pd.read_parquet(f, columns=[column]) if f.endswith(".parquet") else pd.read_csv(f, usecols=[column])
-    return pd.concat([read(str(f)) for f in files], ignore_index=True)[column]
+    return pd.concat([read_table(f, "check", [column], only=True) for f in files], ignore_index=True)[column]

@@ -16,11 +16,14 @@ from .tables import atomic_write, write_text
 __all__ = ['markdown_table', 'markdown_page', 'write_markdown', 'write_csv']
 
 # %% ../../nbs/00b_reporting.ipynb #00bc005
-def markdown_table(rows: pd.DataFrame | Iterable[Mapping], columns: list[str] | None = None, index: bool = False) -> str:
-    "A Markdown table of a frame or of dict rows (restricted to `columns` when given); `(none)` when there are no rows."
+def markdown_table(rows: pd.DataFrame | Iterable[Mapping], columns: list[str] | None = None, index: bool = False,
+                   **options) -> str:
+    """A Markdown table of a frame or of dict rows (restricted to `columns` when given); `(none)` when there are no rows.
+    `options` go to tabulate: `disable_numparse=True` keeps text as written (`1e+05`, `0.0%`, a level `01`),
+    `colalign` aligns each column (`"right"` for numbers given as text)."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=columns)
     frame = frame if columns is None else frame[columns]
-    return frame.to_markdown(index=index) if len(frame) else "(none)"
+    return frame.to_markdown(index=index, **options) if len(frame) else "(none)"
 
 def markdown_page(title: str, *sections: str) -> str:
     "A page: a level-1 title, then the sections separated by blank lines, ending in a newline."

@@ -77,9 +77,15 @@ def table_columns(path: str | Path, stage: str, field: str | None = None) -> lis
         return pq.ParquetFile(path).schema_arrow.names
     return list(pd.read_csv(path, nrows=0).columns)
 
-def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
-    "Read a Parquet or CSV table, naming the stage and file if it is missing or lacks `columns`."
+def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = None, only: bool = False) -> pd.DataFrame:
+    """Read a Parquet or CSV table, naming the stage and file if it is missing or lacks `columns`.
+    With `only`, read just `columns` (in the file's order, as CSV's `usecols` gives them), checked before any row is read."""
     path = _table_file(path, stage)
+    if only and columns is not None:
+        present = table_columns(path, stage)
+        asked = set(_require(present, columns, stage, path))
+        wanted = [c for c in present if c in asked]
+        return pd.read_csv(path, usecols=wanted) if path.suffix == ".csv" else pd.read_parquet(path, columns=wanted)
     df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     if columns is not None:
         require_columns(df, columns, stage, path)
@@ -97,12 +103,17 @@ def iter_table(path: str | Path, columns: list[str], chunk_rows: int, stage: str
     else:
         yield from pd.read_csv(path, usecols=columns, chunksize=chunk_rows)
 
+def _require(present: list, columns: Iterable[str], stage: str, source: Any) -> list:
+    "`columns` as a list, once each is in `present`; else a `StageError` naming the first missing one."
+    columns = list(columns)
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise StageError(stage, source, missing[0], f"required column is missing (missing: {missing}; present: {present})")
+    return columns
+
 def require_columns(df: pd.DataFrame, columns: Iterable[str], stage: str, source: Any) -> pd.DataFrame:
     "Raise a `StageError` naming the first required column that `df` lacks."
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise StageError(stage, source, missing[0], f"required column is missing (missing: {missing}; "
-                                                    f"present: {list(df.columns)})")
+    _require(list(df.columns), columns, stage, source)
     return df
 
 def require_rows(df: pd.DataFrame, stage: str, source: Any, what: str = "rows") -> pd.DataFrame:

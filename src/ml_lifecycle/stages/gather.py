@@ -16,7 +16,7 @@ import pandas as pd
 from .. import catalog
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
-from ..tables import TABLE_FORMATS, require_columns, require_rows, write_json, write_table
+from ..tables import TABLE_FORMATS, read_table, require_columns, require_rows, write_json, write_table
 from ..project import will_exist
 
 # %% auto #0
@@ -148,8 +148,7 @@ def read_file_source(pattern: str, stage: str = "gather", root: Path | None = No
     unknown = [f for f in files if Path(f).suffix not in TABLE_FORMATS]
     if unknown:
         raise StageError(stage, unknown[0], None, f"unsupported file type (use {' or '.join(TABLE_FORMATS)})")
-    parts = [pd.read_parquet(f) if f.endswith(".parquet") else pd.read_csv(f) for f in files]
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat([read_table(f, stage) for f in files], ignore_index=True)
 
 # %% ../../../nbs/03_gather.ipynb #03c012
 def read_source(name: str, source: dict, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:

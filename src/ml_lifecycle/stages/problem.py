@@ -8,8 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
+
 from .. import catalog
 from ..core import project_root, resolve
+from ..reporting import markdown_page, markdown_table
 from ..tables import write_json, write_text
 from ..modelling import PROBLEM_SCHEMA, Problem
 
@@ -23,23 +26,17 @@ def problem_card(p: Problem) -> str:
     if p.cutoff_date is not None:
         unit += f" active at a cutoff date (an event in the {p.active_window_days} days before it)"
         label = f"`{p.label}` = 1 when there is no event in the {p.horizon_days} days after the cutoff"
-        holdout = f"| Hold-out cutoff | {p.cutoff_date:%Y-%m-%d}; training uses only earlier cutoffs |\n"
+        holdout = [("Hold-out cutoff", f"{p.cutoff_date:%Y-%m-%d}; training uses only earlier cutoffs")]
     else:
         classes = p.positive_class if isinstance(p.positive_class, (list, tuple)) else [p.positive_class]
-        label, holdout = f"`{p.label}` = 1 when it is {' or '.join(f'`{c}`' for c in classes)}", ""
-    return f"""# Problem definition: {p.name}
-
-{p.description}
-
-| | |
-|---|---|
-| Unit of prediction | {unit} |
-| Label | {label} |
-{holdout}| Primary metric | `{p.primary_metric}` on the hold-out data |
-| Success threshold | {p.primary_metric} >= {p.success_threshold} |
-| Cost of a false positive | {p.cost_false_positive:g} (an action spent on a unit that did not need it) |
-| Cost of a false negative | {p.cost_false_negative:g} (a positive missed) |
-"""
+        label, holdout = f"`{p.label}` = 1 when it is {' or '.join(f'`{c}`' for c in classes)}", []
+    rows = [("Unit of prediction", unit), ("Label", label), *holdout,
+            ("Primary metric", f"`{p.primary_metric}` on the hold-out data"),
+            ("Success threshold", f"{p.primary_metric} >= {p.success_threshold}"),
+            ("Cost of a false positive", f"{p.cost_false_positive:g} (an action spent on a unit that did not need it)"),
+            ("Cost of a false negative", f"{p.cost_false_negative:g} (a positive missed)")]
+    table = markdown_table(pd.DataFrame(rows, columns=["", ""]), disable_numparse=True)   # a two-column list, no headers
+    return markdown_page(f"Problem definition: {p.name}", p.description, table)
 
 # %% ../../../nbs/01_problem.ipynb #01c008
 PARAMS_SCHEMA = PROBLEM_SCHEMA

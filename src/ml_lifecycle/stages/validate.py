@@ -20,6 +20,7 @@ from .. import catalog
 from ..cleaning import text_as_numbers
 from ..core import StageError, lazy_import, project_root, read_yaml, resolve
 from ..params import params_contract
+from ..reporting import markdown_page, markdown_table
 from ..tables import atomic_write, read_json, read_table, write_json, write_text
 from ..gate import (allow_unseen_levels, canonical_statistics, check_statistics, compute_statistics, errors,
                                feature_statistics, load_schema,
@@ -109,18 +110,23 @@ def statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> list[
         rows.append(row)
     return rows
 
+def _text_table(rows: list[dict], columns: list[str], numbers: tuple[str, ...] = ()) -> str:
+    "`reporting.markdown_table` of rows already formatted as text, kept as written; the `numbers` columns aligned right."
+    return markdown_table(rows, columns, disable_numparse=True,
+                          colalign=["right" if c in numbers else "left" for c in columns])
+
+_STATISTICS_COLUMNS = ["feature", "type", "missing", "min", "mean", "max", "std", "distinct", "top values"]
+
 def statistics_markdown(stats_by_table: dict) -> str:
     "A Markdown page with the per-feature summary of every table."
-    lines = ["# Statistics of the gathered data", ""]
+    sections = []
     for table, stats in stats_by_table.items():
-        lines += [f"## {table}: {stats.datasets[0].num_examples} rows", "",
-                  "| feature | type | missing | min | mean | max | std | distinct | top values |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in statistics_rows(stats):
-            numbers = [f"{r[k]:.4g}" if k in r else "" for k in ("min", "mean", "max", "std")]
-            lines.append(f"| {r['feature']} | {r['type']} | {r['missing']:.1%} | " + " | ".join(numbers) +
-                         f" | {r.get('distinct', '')} | {r.get('top', '')} |")
-        lines.append("")
-    return "\n".join(lines)
+        rows = [{"feature": r["feature"], "type": r["type"], "missing": f"{r['missing']:.1%}",
+                 **{k: f"{r[k]:.4g}" if k in r else "" for k in ("min", "mean", "max", "std")},
+                 "distinct": str(r.get("distinct", "")), "top values": r.get("top", "")} for r in statistics_rows(stats)]
+        sections += [f"## {table}: {stats.datasets[0].num_examples} rows",
+                     _text_table(rows, _STATISTICS_COLUMNS, ("missing", "min", "mean", "max", "std", "distinct"))]
+    return markdown_page("Statistics of the gathered data", *sections)
 
 HTML_NOTE = ('<p style="font-family: sans-serif"><b>Note:</b> this is TFDV\'s interactive Facets view. It loads Facets '
              'from the web (cdnjs.cloudflare.com, raw.githubusercontent.com), so <b>offline it stays blank</b>. The '
@@ -202,39 +208,44 @@ def apply_policy(results: list[dict], warn_only: list[dict] = (), drift_action: 
 # %% ../../../nbs/04_validate.ipynb #04c027
 def anomalies_markdown(results: list[dict], stale_warn_only: list[dict] = ()) -> str:
     "A Markdown page: the tables checked, one line per anomaly (errors first), the drift measured, stale exceptions."
-    lines = ["# Data validation", "", "| table | rows | schema | drift reference | errors | warnings |",
-             "|---|---|---|---|---|---|"]
+    checked = []
     for r in results:
-        schema = "inferred now: review and commit it" if r.get("schema_inferred") else "committed"
-        reference = {True: "last accepted data", False: "none yet: this run sets it"}.get(r.get("has_reference"), "not used")
         n_warn = sum(a.get("severity") == "warning" for a in r["anomalies"])
-        lines.append(f"| {r['table']} | {r['rows']} | {schema} | {reference} | {len(r['anomalies']) - n_warn} | {n_warn} |")
+        checked.append({"table": r["table"], "rows": str(r["rows"]),
+                        "schema": "inferred now: review and commit it" if r.get("schema_inferred") else "committed",
+                        "drift reference": {True: "last accepted data", False: "none yet: this run sets it"}
+                                           .get(r.get("has_reference"), "not used"),
+                        "errors": str(len(r["anomalies"]) - n_warn), "warnings": str(n_warn)})
+    sections = [_text_table(checked, ["table", "rows", "schema", "drift reference", "errors", "warnings"],
+                           ("rows", "errors", "warnings"))]
     rows = sorted((a for r in results for a in r["anomalies"]), key=lambda a: a.get("severity") == "warning")
-    lines += ["", f"## Anomalies: {len(errors(results))} errors, {len(rows) - len(errors(results))} warnings", ""]
+    sections.append(f"## Anomalies: {len(errors(results))} errors, {len(rows) - len(errors(results))} warnings")
     if rows:
-        lines += ["| severity | table | feature | anomaly | kind | description |", "|---|---|---|---|---|---|"]
-        lines += [f"| {a.get('severity', 'error')} | {a['table']} | {a['feature']} | {a['anomaly']} | {a['kind']} | "
-                  f"{a['description']}" + (f" ({a['why']})" if a.get("why") else "") + " |" for a in rows]
-    drift = [(r["table"], f, m, v) for r in results for f, ms in sorted(r.get("drift", {}).items()) for m, v in ms.items()]
+        sections.append(_text_table([{"severity": a.get("severity", "error"), "table": a["table"], "feature": a["feature"],
+                                     "anomaly": a["anomaly"], "kind": a["kind"],
+                                     "description": a["description"] + (f" ({a['why']})" if a.get("why") else "")}
+                                    for a in rows], ["severity", "table", "feature", "anomaly", "kind", "description"]))
+    drift = [{"table": r["table"], "feature": f, "measure": m, "value": f"{v['value']:.4f}", "threshold": str(v["threshold"]),
+              "": "above" if v["value"] > v["threshold"] else "ok"}
+             for r in results for f, ms in sorted(r.get("drift", {}).items()) for m, v in ms.items()]
     if drift:
-        lines += ["", "## Drift against the last accepted data", "",
-                  "| table | feature | measure | value | threshold | |", "|---|---|---|---|---|---|"]
-        lines += [f"| {t} | {f} | {m} | {v['value']:.4f} | {v['threshold']} | {'above' if v['value'] > v['threshold'] else 'ok'} |"
-                  for t, f, m, v in drift]
-    unseen = [(r, u) for r in results for u in r.get("unseen_levels", [])]
+        sections += ["## Drift against the last accepted data",
+                     _text_table(drift, ["table", "feature", "measure", "value", "threshold", ""], ("value", "threshold"))]
+    unseen = [u for r in results for u in r.get("unseen_levels", [])]
     if unseen:
         refused = {(a["table"], a["feature"]) for r in results for a in r["anomalies"]
                    if a["anomaly"] == "ENUM_TYPE_UNEXPECTED_STRING_VALUES" and a.get("severity", "error") == "error"}
-        lines += ["", "## Categories the schema does not know", "",
-                  "An inferred schema tolerates a small share of them (`validate.unseen_levels`); a reviewed one none. "
-                  "Widen the domain in `data/schema/<table>.pbtxt` if they are expected.", "",
-                  "| table | feature | level | rows | share | verdict |", "|---|---|---|---|---|---|"]
-        lines += [f"| {u['table']} | {u['feature']} | {u['level']} | {u['rows']} | {u['share']:.2%} | "
-                  f"{'error' if (u['table'], u['feature']) in refused else 'warning'} |" for _, u in unseen]
+        levels = [{"table": u["table"], "feature": u["feature"], "level": str(u["level"]), "rows": str(u["rows"]),
+                   "share": f"{u['share']:.2%}", "verdict": "error" if (u["table"], u["feature"]) in refused else "warning"}
+                  for u in unseen]
+        sections += ["## Categories the schema does not know",
+                     "An inferred schema tolerates a small share of them (`validate.unseen_levels`); a reviewed one none. "
+                     "Widen the domain in `data/schema/<table>.pbtxt` if they are expected.",
+                     _text_table(levels, ["table", "feature", "level", "rows", "share", "verdict"], ("rows", "share"))]
     if stale_warn_only:
-        lines += ["", "## `validate.warn_only` entries that matched nothing (remove them?)", ""]
-        lines += [f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only]
-    return "\n".join(lines) + "\n"
+        sections += ["## `validate.warn_only` entries that matched nothing (remove them?)",
+                     "\n".join(f"- {w['table']}.{w['feature']}: {w['anomaly']} ({w['reason']})" for w in stale_warn_only)]
+    return markdown_page("Data validation", *sections)
 
 # %% ../../../nbs/04_validate.ipynb #04c030
 def schema_text(schema: schema_pb2.Schema) -> str:
