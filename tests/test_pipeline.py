@@ -142,3 +142,12 @@ def test_an_edit_to_one_stage_reruns_it_and_what_follows(tiny_copy):
     result = run("dvc repro", tiny_copy)
     assert sorted(ran_stages(result.stdout)) == ["evaluate", "score", "train"]   # the threshold file changed
     assert json.loads((tiny_copy / "models/threshold.json").read_text())["edited"] is True
+
+
+def test_a_forced_run_leaves_nothing_in_the_temporary_folder(tiny_copy, tmp_path):
+    "No toy project, no scratch file: a production run executes no check cell and removes what it made."
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = run(f"TMPDIR={scratch} dvc repro -f", tiny_copy)
+    assert "Running stage 'score'" in result.stdout
+    assert sorted(p.name for p in scratch.iterdir()) == []
