@@ -255,11 +255,15 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"   # a kernel's defa
 def kernel_matplotlib(shell: InteractiveShell):
     """Matplotlib as a kernel sets it up for `shell`: the inline backend unless `MPLBACKEND` names another. Afterwards,
     rcParams as before the run (as matplotlib read them, when the run imported it), pyplot's backend as before if the
-    run switched it, the run's open figures closed, and `MPLBACKEND` as it was."""
+    run switched it, the run's open figures closed, and `MPLBACKEND` and the inline backend's settings as they were."""
     variable = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = backend = variable or INLINE_BACKEND
     mpl, plt, inline = (sys.modules.get(m) for m in ("matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline"))
     rc, figures = mpl.rcParams.copy() if mpl else None, set(plt.get_fignums()) if plt else set()
+    config = sys.modules.get("matplotlib_inline.config")   # the inline backend's settings, a singleton naming its shell
+    settings = config.InlineBackend._instance if config else None
+    if settings is not None:   # the caller's (a kernel running this engine): this run starts from the defaults
+        config.InlineBackend.clear_instance()
     if inline:
         vars(inline.configure_inline_support).pop("current_backend", None)   # "first shell": it selects the formats
     if plt and backend == INLINE_BACKEND:
@@ -270,6 +274,8 @@ def kernel_matplotlib(shell: InteractiveShell):
         yield
     finally:
         os.environ.pop("MPLBACKEND") if variable is None else os.environ.update(MPLBACKEND=variable)
+        if settings is not None:
+            config.InlineBackend._instance = settings
         if (mpl := sys.modules.get("matplotlib")) is not None:
             pyplot = sys.modules.get("matplotlib.pyplot")
             for number in set(pyplot.get_fignums()) - figures if pyplot else ():
