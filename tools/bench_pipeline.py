@@ -2,13 +2,16 @@
 command (`ml-lifecycle run <stage>`) against the same cells run as a plain Python script (each notebook's code cells as
 one file: the script variant, built here), each in its own process, and each stage's bare `run(params, root)`; the
 notebook/script ratio (at every size); no-op `dvc repro` against `dvc status`;
-how many DVC outputs differ between two forced runs in two copies at different paths; and the pipeline's seconds and
-peak memory per stage at several sizes (`demo_data.n_customers`).
+how many DVC outputs differ between two forced runs in two copies at different paths; the pipeline's seconds and
+peak memory per stage at several sizes (`demo_data.n_customers`); and each stage notebook run by papermill with the
+in-process engine (`ml_lifecycle.execution`) against papermill's own engine, a Jupyter `python3` kernel.
 
 Everything runs in throw-away copies of the project (without .venv and the DVC cache), so the clone is untouched.
 Peak memory is the resident memory of a stage's whole process tree (the stage's process and any workers), sampled
 every 0.2 s; a run beyond BENCH_MEMORY_LIMIT_MB (default 14000) is stopped and reported as such.
 Usage: python tools/bench_pipeline.py [--sizes N ...] [--keep]   (`make bench-pipeline SIZES="20000 200000"`)
+       python tools/bench_pipeline.py --engines-only [--stages problem train evaluate] [--rounds 3]
+       (the engine comparison alone, in a copy of this clone's outputs: after `dvc repro`)
 """
 from __future__ import annotations
 
@@ -36,6 +39,14 @@ DONE = re.compile(r"stage '([^']+)' done in ([0-9.]+)s")
 SCRIPT = ("import sys; from pathlib import Path; from ml_lifecycle.check import stage_module; from ml_lifecycle.params import stage_params; "
           "stage, root = sys.argv[1], Path.cwd(); m = stage_module(stage); "
           "m.run(stage_params(stage, 'params.yaml', m.PARAMS_SCHEMA, root), root)")
+# A stage notebook (its check cells left out, as a stage run leaves them) run by papermill in a fresh process, from
+# nbs/, with the in-process engine or (argument "kernel") papermill's default engine and a python3 kernel.
+ENGINE_SCRIPT = ("import os, sys; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3'); import papermill as pm; "
+                 "from ml_lifecycle.execution import ENGINE; "
+                 "pm.execute_notebook(sys.argv[1], sys.argv[2], parameters={'params_file': 'params.yaml'}, cwd='.', "
+                 "engine_name=None if sys.argv[3] == 'kernel' else ENGINE, kernel_name='python3', progress_bar=False, "
+                 "request_save_on_cell_execute=False)")
+ENGINES = ("in-process", "kernel")
 SIZES = [20_000, 200_000, 1_000_000]
 MEMORY_LIMIT = int(os.environ.get("BENCH_MEMORY_LIMIT_MB", 14_000)) * 2**20   # a shared machine: stop a run beyond it
 MB = 2**20
@@ -189,6 +200,66 @@ def cells_run(copy: Path, stages: list[str]) -> dict[str, Run]:
     return runs
 
 
+def staged_notebook(notebook: Path, dest: Path) -> Path:
+    "The notebook without the check cells a stage run skips (`execution.is_check`), at `dest`: what either engine runs."
+    import nbformat
+    from ml_lifecycle.execution import RUN_HEADING, is_check
+    nb, cells, in_run_section = nbformat.read(notebook, as_version=4), [], False
+    for cell in nb.cells:
+        in_run_section |= cell.cell_type == "markdown" and cell.source.startswith(RUN_HEADING)
+        if not is_check(cell, in_run_section):
+            cells.append(cell)
+    nb.cells = cells
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return dest
+
+
+def engine_runs(copy: Path, stages: list[str], rounds: int) -> dict[tuple[str, str], list[Run]]:
+    """Each stage notebook run `rounds` times with each engine (alternating), each run a fresh process from nbs/ as a
+    stage run's: {(stage, engine): runs}. The executed copies stay in .bench-scripts/ for `same_record`."""
+    from ml_lifecycle.cli import stage_notebook
+    runs: dict[tuple[str, str], list[Run]] = {}
+    for stage in stages:
+        source = staged_notebook(stage_notebook(stage, copy), copy / ".bench-scripts" / f"stage_{stage}.ipynb")
+        for _ in range(rounds):
+            for engine in ENGINES:
+                target = source.with_name(f"stage_{stage}.{engine}.ipynb")
+                runs.setdefault((stage, engine), []).append(
+                    sh([sys.executable, "-c", ENGINE_SCRIPT, str(source), str(target), engine], copy / "nbs"))
+    return runs
+
+
+def same_record(copy: Path, stage: str) -> int:
+    "How many cells' outputs or execution counts differ between the two engines' executed copies of `stage`."
+    import json
+    from ml_lifecycle.cli import strip_volatile
+    cells = {engine: json.loads(strip_volatile(copy / ".bench-scripts" / f"stage_{stage}.{engine}.ipynb", copy).read_text())["cells"]
+             for engine in ENGINES}
+    record = lambda cell: (cell.get("execution_count"), cell.get("outputs"))
+    return sum(record(a) != record(b) for a, b in zip(*cells.values())) + abs(len(cells["kernel"]) - len(cells["in-process"]))
+
+
+def engine_table(copy: Path, stages: list[str], rounds: int) -> None:
+    "Print seconds per stage notebook, in-process engine against a kernel (median of `rounds` fresh processes)."
+    import statistics
+    runs = engine_runs(copy, stages, rounds)
+    median = lambda stage, engine: statistics.median(r.seconds for r in runs[stage, engine])
+    print(f"\n## Papermill engines: in-process against a python3 kernel (median of {rounds} processes per stage)\n")
+    print("(each: a fresh process running the stage notebook, check cells left out, with papermill from nbs/; "
+          "kernel: papermill's default engine, ipykernel; peak MB: the whole process tree, kernel included; "
+          "differing cells: outputs or counts that differ between the two executed copies, volatile fields dropped)\n")
+    print("| stage | in-process s | kernel s | kernel - in-process s | in-process peak MB | kernel peak MB | differing cells |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for stage in stages:
+        here, kernel = median(stage, "in-process"), median(stage, "kernel")
+        peak = {e: max(r.peak_mb for r in runs[stage, e]) for e in ENGINES}
+        print(f"| {stage} | {here:.2f} | {kernel:.2f} | {kernel - here:+.2f} | {peak['in-process']:,.0f} | "
+              f"{peak['kernel']:,.0f} | {same_record(copy, stage)} |")
+    sums = {e: sum(median(stage, e) for stage in stages) for e in ENGINES}
+    print(f"| **sum** | {sums['in-process']:.2f} | {sums['kernel']:.2f} | {sums['kernel'] - sums['in-process']:+.2f} | | | |")
+
+
 def copy_project(dest: Path) -> Path:
     "A copy of the project at `dest`, without the environment and the DVC cache."
     shutil.copytree(ROOT, dest, symlinks=True,
@@ -229,9 +300,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=SIZES,
                         help="demo_data.n_customers values for the peak-memory table (default: 20000 200000 1000000)")
     parser.add_argument("--keep", action="store_true", help="keep the project copies")
+    parser.add_argument("--engines-only", action="store_true",
+                        help="only the engine comparison, in a copy of this clone with its outputs (after dvc repro)")
+    parser.add_argument("--stages", nargs="*", help="the stages of the engine comparison (default: every stage)")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per stage and engine in the engine comparison")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:
+        if args.engines_only:
+            copy = copy_project(tmp / "project")
+            if not (copy / catalog.CHECK_RECORD).is_file():
+                sys.exit("no pipeline outputs to run the stages on: run `dvc repro` first")
+            engine_table(copy, args.stages or [s for s in declared_outputs(copy) if s != catalog.CHECK_STAGE], args.rounds)
+            return
         copy = copy_project(tmp / "project")
         other = copy_project(tmp / "elsewhere" / "another-copy")   # a second clone at another path
         stages = [s for s in declared_outputs(copy) if s != catalog.CHECK_STAGE]   # the check stage runs no notebook
@@ -263,6 +344,8 @@ def main() -> None:
         nb_sum, sc_sum = sum(r.seconds for r in notebooks.values()), sum(s.seconds for s in scripts.values())
         print(f"| **sum** | {sum(nb_stage.values()):.1f} | {sum(nb_stage2.values()):.1f} | {nb_sum:.1f} | {sc_sum:.1f} | "
               f"{nb_sum / sc_sum:.2f} | {sum(r.seconds for r in bare.values()):.1f} | | |")
+
+        engine_table(copy, args.stages or stages, args.rounds)   # at the default size, before the sizes change the data
 
         print("\n## Summary\n")
         print("| figure | value |\n|---|---|")

@@ -5,10 +5,16 @@
 # %% ../../nbs/00f_execution.ipynb #00fc003
 from __future__ import annotations
 
+import atexit
 import io
+import logging
+import os
 import platform
 import sys
+import warnings
+from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
@@ -19,9 +25,11 @@ from papermill.engines import Engine, papermill_engines
 from traitlets.config import Config
 
 # %% auto #0
-__all__ = ['ENGINE', 'KERNEL_MAX_COLUMNS', 'RUN_HEADING', 'CHECK_SKIPPED', 'RUN_ALWAYS', 'CellOutputs', 'CellStream',
-           'RecordingDisplayPublisher', 'RecordingDisplayHook', 'RecordingShell', 'fresh_shell', 'restore_shell',
-           'language_info', 'directives', 'is_check', 'InProcessEngine']
+__all__ = ['LAST_ERROR', 'INLINE_BACKEND', 'ENGINE', 'KERNEL_MAX_COLUMNS', 'RUN_HEADING', 'CHECK_SKIPPED', 'RUN_ALWAYS',
+           'CellOutputs', 'CellStream', 'RecordingDisplayPublisher', 'RecordingDisplayHook', 'RecordingShell',
+           'fresh_shell', 'restore_shell', 'module_folder', 'kernel_sys_path', 'restored_process', 'restored_warnings',
+           'pandas_options', 'restored_options', 'kernel_root_logger', 'kernel_matplotlib', 'isolated', 'language_info',
+           'directives', 'is_check', 'run_cells', 'InProcessEngine']
 
 # %% ../../nbs/00f_execution.ipynb #00fc006
 class CellOutputs(list):
@@ -35,15 +43,21 @@ class CellOutputs(list):
             self.append(new_output("stream", name=name, text=text))
 
 class CellStream(io.TextIOBase):
-    "A `sys.stdout` or `sys.stderr` for the duration of one cell: text goes to the cell's outputs."
+    "A run's `sys.stdout` or `sys.stderr`: text goes to `outputs`, the running cell's, or with none to the terminal."
 
-    def __init__(self, name: str, outputs: CellOutputs, terminal):
+    def __init__(self, name: str, outputs: CellOutputs | None, terminal):
         self.name, self.outputs, self.terminal = name, outputs, terminal
 
     def write(self, text: str) -> int:
+        if self.outputs is None:   # between cells, or after the run (a handler still holding the stream)
+            return self.terminal.write(text) if self.terminal else len(text)
         if text:
             self.outputs.stream(self.name, text)
         return len(text)
+
+    def flush(self) -> None:
+        if self.outputs is None and self.terminal:
+            self.terminal.flush()
 
     def writable(self) -> bool:
         return True
@@ -97,6 +111,7 @@ class RecordingShell(InteractiveShell):
         config.HistoryManager.hist_file = ":memory:"
         super().__init__(config=config, **kwargs)
         self.outputs, self.displays, self.running_count = CellOutputs(), {}, None
+        self.streams = CellStream("stdout", None, sys.__stdout__), CellStream("stderr", None, sys.__stderr__)
 
     def enable_gui(self, gui=None):
         "No event loop to start: `%matplotlib inline` draws figures as outputs, as in a kernel."
@@ -108,12 +123,15 @@ class RecordingShell(InteractiveShell):
         "Run one cell's `source` with stdout and stderr routed to its outputs: the outputs, and whether it succeeded."
         self.outputs, self.running_count = CellOutputs(), self.execution_count   # the cell's `In [n]`
         terminal = sys.stdout, sys.stderr
-        sys.stdout = CellStream("stdout", self.outputs, sys.__stdout__)
-        sys.stderr = CellStream("stderr", self.outputs, sys.__stderr__)
+        for stream in self.streams:
+            stream.outputs = self.outputs
+        sys.stdout, sys.stderr = self.streams
         try:
             result = self.run_cell(source, store_history=True)
         finally:
             sys.stdout, sys.stderr = terminal
+            for stream in self.streams:
+                stream.outputs = None
         return self.outputs, result.success
 
 # %% ../../nbs/00f_execution.ipynb #00fc011
@@ -121,18 +139,167 @@ def fresh_shell() -> tuple[RecordingShell, InteractiveShell | None]:
     "A new `RecordingShell` installed as IPython's shell, and the shell it stands in for (None if there was none)."
     previous = InteractiveShell._instance
     InteractiveShell._instance = RecordingShell._instance = None
-    return RecordingShell.instance(), previous
+    shell = RecordingShell.instance()
+    atexit.unregister(shell.atexit_operations)   # else kept, with all it holds, until the process ends
+    return shell, previous
 
 def restore_shell(shell: RecordingShell, previous: InteractiveShell | None) -> None:
-    "Undo `fresh_shell`: `sys` as it was before `shell`, and `previous` as IPython's shell again."
+    """Undo `fresh_shell`: `sys` as it was before `shell`, and `previous` as IPython's shell again. `shell`'s namespace
+    is emptied, and the inline backend's settings (which name their shell) are dropped: nothing keeps the notebook's data."""
     shell.restore_sys_module_state()
     InteractiveShell._instance, RecordingShell._instance = previous, None
+    for namespace in [*shell.all_ns_refs, shell.history_manager.output_hist]:
+        namespace.clear()
+    inline = sys.modules.get("matplotlib_inline.config")
+    if inline and inline.InlineBackend.initialized() and inline.InlineBackend.instance().shell is shell:
+        inline.InlineBackend.clear_instance()
+
+# %% ../../nbs/00f_execution.ipynb #00fc021
+def module_folder(module) -> str | None:
+    "The `sys.path` folder `module` (a module or a package) was found in; None for a built-in or namespace one."
+    origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    if not origin or not os.path.isabs(origin):
+        return None
+    folder = os.path.dirname(origin)
+    return os.path.dirname(folder) if os.path.basename(origin).startswith("__init__.") else folder
+
+@contextmanager
+def kernel_sys_path():
+    """`sys.path` led by `''` (the working directory, the notebook's folder) as a kernel's; afterwards `sys.path` as
+    it was, and the modules imported from that folder forgotten."""
+    path, modules, folder = sys.path[:], set(sys.modules), os.getcwd()
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        yield
+    finally:
+        sys.path[:] = path
+        new = sys.modules.keys() - modules
+        local = {top for top in {name.partition(".")[0] for name in new} if module_folder(sys.modules.get(top)) == folder}
+        for name in [name for name in new if name.partition(".")[0] in local]:
+            del sys.modules[name]
+
+# %% ../../nbs/00f_execution.ipynb #00fc023
+LAST_ERROR = ("last_type", "last_value", "last_traceback", "last_exc")   # `sys`'s last error shown (with its frames)
+
+@contextmanager
+def restored_process():
+    "The working directory, the environment variables and `sys`'s last error as they were before the run."
+    cwd, environ = os.getcwd(), dict(os.environ)
+    last = {name: getattr(sys, name) for name in LAST_ERROR if hasattr(sys, name)}
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        for name in os.environ.keys() - environ.keys():
+            del os.environ[name]
+        for name, value in environ.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+        for name in LAST_ERROR:
+            if name in last:
+                setattr(sys, name, last[name])
+            elif hasattr(sys, name):
+                delattr(sys, name)
+
+# %% ../../nbs/00f_execution.ipynb #00fc025
+@contextmanager
+def restored_warnings():
+    """The warning filters as they were before the run; during it, the registries of warnings shown once start
+    empty, as in a new process (a warning the last run showed is shown again)."""
+    once = dict(warnings.onceregistry)
+    with warnings.catch_warnings():   # keeps the filters; entering and leaving resets each module's registry
+        warnings.onceregistry.clear()
+        try:
+            yield
+        finally:
+            warnings.onceregistry.clear()
+            warnings.onceregistry.update(once)
+
+def pandas_options() -> dict:
+    "Every option in pandas' registry (`pd.options`) with its value, the deprecated ones aside."
+    from pandas._config.config import _deprecated_options, _registered_options
+    return {key: pd.get_option(key) for key in _registered_options if key not in _deprecated_options}
+
+@contextmanager
+def restored_options():
+    "pandas' options, numpy's print options and its handling of floating-point errors as they were before the run."
+    saved = pandas_options()
+    with np.printoptions(), np.errstate():
+        try:
+            yield
+        finally:
+            for key, value in pandas_options().items():
+                if key in saved and value is not saved[key] and value != saved[key]:
+                    pd.set_option(key, saved[key])
+
+# %% ../../nbs/00f_execution.ipynb #00fc027
+@contextmanager
+def kernel_root_logger():
+    """The root logger as a kernel's starts, without handlers at level WARNING (so `logging.basicConfig()` in a cell
+    takes effect, and a warning logged without it reaches the cell's stderr); the caller's handlers and level after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers, root.level
+    root.handlers = []
+    root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.handlers = handlers
+        root.setLevel(level)
+
+# %% ../../nbs/00f_execution.ipynb #00fc030
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"   # a kernel's default backend
+
+@contextmanager
+def kernel_matplotlib(shell: InteractiveShell):
+    """Matplotlib as a kernel sets it up for `shell`: the inline backend unless `MPLBACKEND` names another. Afterwards,
+    rcParams as before the run (as matplotlib read them, when the run imported it), pyplot's backend as before if the
+    run switched it, the run's open figures closed, and `MPLBACKEND` and the inline backend's settings as they were."""
+    variable = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = backend = variable or INLINE_BACKEND
+    mpl, plt, inline = (sys.modules.get(m) for m in ("matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline"))
+    rc, figures = mpl.rcParams.copy() if mpl else None, set(plt.get_fignums()) if plt else set()
+    config = sys.modules.get("matplotlib_inline.config")   # the inline backend's settings, a singleton naming its shell
+    settings = config.InlineBackend._instance if config else None
+    if settings is not None:   # the caller's (a kernel running this engine): this run starts from the defaults
+        config.InlineBackend.clear_instance()
+    if inline:
+        vars(inline.configure_inline_support).pop("current_backend", None)   # "first shell": it selects the formats
+    if plt and backend == INLINE_BACKEND:
+        shell.enable_matplotlib("inline")
+    elif mpl:
+        mpl.rcParams["backend"] = backend
+    try:
+        yield
+    finally:
+        os.environ.pop("MPLBACKEND") if variable is None else os.environ.update(MPLBACKEND=variable)
+        if settings is not None:
+            config.InlineBackend._instance = settings
+        if (mpl := sys.modules.get("matplotlib")) is not None:
+            pyplot = sys.modules.get("matplotlib.pyplot")
+            for number in set(pyplot.get_fignums()) - figures if pyplot else ():
+                pyplot.close(number)
+            saved = rc if rc is not None else mpl.rcParamsOrig
+            mpl.rcParams._update_raw({key: value for key, value in dict.items(saved) if key != "backend"})
+            before = dict.get(rc, "backend") if rc is not None else None
+            if plt and before != dict.get(mpl.rcParams, "backend"):
+                plt.switch_backend(before)
+            elif rc is not None and not plt:
+                dict.__setitem__(mpl.rcParams, "backend", before)
+
+# %% ../../nbs/00f_execution.ipynb #00fc032
+@contextmanager
+def isolated():
+    "A run in a process as a kernel would have it, and the process as it was after it (the functions above)."
+    with restored_process(), kernel_sys_path(), restored_warnings(), restored_options(), kernel_root_logger():
+        yield
 
 # %% ../../nbs/00f_execution.ipynb #00fc014
 ENGINE = "in-process"   # the name papermill knows this engine by (`engine_name=ENGINE`)
 # pandas fixes its column limit when imported, by asking IPython whether it runs in a kernel: 20 columns there, and in
 # a terminal as many as the terminal is wide (a table that changes with the window). Here pandas was imported before
-# the shell existed, so the kernel's limit is set for the run.
+# the shell existed, so the kernel's limit is set for the run (and restored with the other options after it).
 KERNEL_MAX_COLUMNS = 20
 
 def language_info() -> dict:
@@ -158,35 +325,40 @@ def is_check(cell: NotebookNode, in_run_section: bool) -> bool:
     return (cell.cell_type == "code" and not in_run_section and not directives(cell.source) & RUN_ALWAYS
             and not tags & {"parameters", "injected-parameters"})
 
+def run_cells(nb_man, shell: RecordingShell, skip_checks: bool) -> None:
+    "Run the notebook's cells in `shell` as papermill's kernel engine does; with `skip_checks`, not the check cells."
+    in_run_section = False
+    for index, cell in enumerate(nb_man.nb.cells):
+        in_run_section |= cell.cell_type == "markdown" and cell.source.startswith(RUN_HEADING)
+        if skip_checks and is_check(cell, in_run_section):
+            cell.metadata["tags"] = [*cell.metadata.get("tags", []), CHECK_SKIPPED]
+            cell.outputs, cell.execution_count = [], None
+            continue
+        nb_man.cell_start(cell, index)
+        try:
+            if cell.cell_type == "code" and cell.source.strip():
+                outputs, ok = shell.run_recorded(cell.source)
+                cell.outputs, cell.execution_count = outputs, shell.running_count
+                if not ok:
+                    nb_man.cell_exception(cell, index)
+                    break
+        finally:
+            nb_man.cell_complete(cell, index)
+
 class InProcessEngine(Engine):
     "A papermill engine that runs the notebook's code cells in this process (see the module's introduction)."
 
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
-        nb: NotebookNode = nb_man.nb
-        nb.metadata["language_info"] = language_info()
-        shell, previous = fresh_shell()
-        skip_checks, in_run_section = kwargs.get("skip_checks", False), False
-        with pd.option_context("display.max_columns", KERNEL_MAX_COLUMNS):
+        nb_man.nb.metadata["language_info"] = language_info()
+        with isolated():
+            shell, previous = fresh_shell()
             try:
-                for index, cell in enumerate(nb.cells):
-                    in_run_section |= cell.cell_type == "markdown" and cell.source.startswith(RUN_HEADING)
-                    if skip_checks and is_check(cell, in_run_section):
-                        cell.metadata["tags"] = [*cell.metadata.get("tags", []), CHECK_SKIPPED]
-                        cell.outputs, cell.execution_count = [], None
-                        continue
-                    nb_man.cell_start(cell, index)
-                    try:
-                        if cell.cell_type == "code" and cell.source.strip():
-                            outputs, ok = shell.run_recorded(cell.source)
-                            cell.outputs, cell.execution_count = outputs, shell.running_count
-                            if not ok:
-                                nb_man.cell_exception(cell, index)
-                                break
-                    finally:
-                        nb_man.cell_complete(cell, index)
+                with kernel_matplotlib(shell):
+                    pd.set_option("display.max_columns", KERNEL_MAX_COLUMNS)
+                    run_cells(nb_man, shell, kwargs.get("skip_checks", False))
             finally:
                 restore_shell(shell, previous)
-        return nb
+        return nb_man.nb
 
 papermill_engines.register(ENGINE, InProcessEngine)
