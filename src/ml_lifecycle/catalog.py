@@ -46,7 +46,7 @@ UNITS, EVENTS = f"{INTERIM}/units.parquet", f"{INTERIM}/events.parquet"
 SNAPSHOTS, SERVING_SNAPSHOT = f"{INTERIM}/snapshots.parquet", f"{INTERIM}/serving.parquet"
 PREPROCESS_REPORT = "reports/preprocess.json"
 COLUMNS_REPORT = "reports/columns.md"          # each unit-table column's type, why, and missing share
-CLEANING = f"{INTERIM}/cleaning.json"          # the typing decisions as a recipe: how preprocess and score clean rows
+CLEANING = f"{INTERIM}/cleaning.json"          # the typing decisions as a recipe: preprocess's and the model file's cleaning
 LEAKAGE_REPORT = "reports/leakage.md"          # each feature's ROC-AUC alone on the training rows, and its verdict
 TRAIN, TEST, SERVING = f"{FEATURES}/train.parquet", f"{FEATURES}/test.parquet", f"{FEATURES}/serving.parquet"
 FEATURE_SPEC = f"{FEATURES}/spec.json"
@@ -94,9 +94,9 @@ STAGE_IO = {
                    "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, PREPROCESS_REPORT, COLUMNS_REPORT]},
     "features": {"reads": [CHECK_RECORD, INTERIM], "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
     "select": {"reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC], "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
-    "train": {"reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
+    "train": {"reads": [CHECK_RECORD, CLEANING, TRAIN, FEATURE_SPEC, CHOICE], "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
     "evaluate": {"reads": [CHECK_RECORD, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
                  "writes": [MODEL_CARD, SEGMENTS_REPORT, METRICS, SEGMENTS_JSON, *map(plot_file, PLOT_NAMES)]},
-    "score": {"reads": [CHECK_RECORD, SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, THRESHOLD, SCORE_BATCH],
+    "score": {"reads": [CHECK_RECORD, SCHEMA, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }
