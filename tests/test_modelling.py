@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from conftest import run, set_params
-from ml_lifecycle.modelling import Problem, cost_optimal_threshold
+from ml_lifecycle.modelling import Problem, cost_optimal_threshold, load_model
 
 PROBLEM = Problem.from_params(dict(name="churn", id_column="customer_id", label="churned", cutoff_date="2025-04-01",
                                    horizon_days=90, active_window_days=180, primary_metric="roc_auc",
@@ -100,6 +100,8 @@ def test_scoring_accepts_a_clean_batch(tiny_project):
     assert predictions["probability"].between(0, 1).all()
     threshold = json.loads((tiny_project / "models/threshold.json").read_text())["threshold"]
     assert (predictions["decision"] == (predictions["probability"] >= threshold)).all()
+    model = load_model(tiny_project / "models/model.skops", stage="score")   # the model file alone decides the same
+    assert model.threshold == threshold and (model.predict(serving) == 1).tolist() == predictions["decision"].tolist()
     summary = json.loads((tiny_project / "reports/score/summary.json").read_text())
     assert summary["rows"] == len(serving)
 

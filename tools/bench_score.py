@@ -22,19 +22,18 @@ import json, resource, sys, time
 from pathlib import Path
 from ml_lifecycle.tables import read_json
 from ml_lifecycle.stages.score import batch_anomalies, batch_chunks, score_chunk, write_predictions
-from ml_lifecycle.modelling import load_model
+from ml_lifecycle.modelling import load_model, model_parts
 root, batch, chunk_rows, phase = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-spec, recipe = read_json(root / "data/features/spec.json"), read_json(root / "data/interim/cleaning.json")
-threshold = read_json(root / "models/threshold.json")["threshold"]
+spec = read_json(root / "data/features/spec.json")
 started = time.perf_counter()
+model = load_model(root / "models/model.skops", stage="score")   # the model file cleans, scores and decides
 if phase == "validate":   # as the stage does it: the batch cleaned chunk by chunk, its statistics merged, checked once
-    found, unseen, skew = batch_anomalies(batch_chunks(batch, spec, recipe, chunk_rows), spec,
+    found, unseen, skew = batch_anomalies(batch_chunks(batch, spec, model_parts(model, "score")[0], chunk_rows), spec,
                                           root / "data/features/train.parquet", 50_000, root,
                                           {"max_share": 0.02, "by_feature": {}}, chunk_rows)
     out = {"anomalies": len(found)}
 else:
-    model = load_model(root / "models/model.skops", stage="score")
-    out = write_predictions((score_chunk(model, c, spec, threshold) for c in batch_chunks(batch, spec, recipe, chunk_rows)),
+    out = write_predictions((score_chunk(model, c, spec) for c in batch_chunks(batch, spec, None, chunk_rows)),
                             batch.with_name("predictions.parquet"))
 out["seconds"] = round(time.perf_counter() - started, 1)
 out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -47,7 +47,7 @@ UNITS, EVENTS = f"{INTERIM}/units.parquet", f"{INTERIM}/events.parquet"
 SNAPSHOTS, SERVING_SNAPSHOT = f"{INTERIM}/snapshots.parquet", f"{INTERIM}/serving.parquet"
 PREPROCESS_REPORT = "reports/preprocess.json"
 COLUMNS_REPORT = "reports/columns.md"          # each unit-table column's type, why, and missing share
-CLEANING = f"{INTERIM}/cleaning.json"          # the typing decisions as a recipe: how preprocess and score clean rows
+CLEANING = f"{INTERIM}/cleaning.json"          # the typing decisions as a recipe: preprocess's and the model file's cleaning
 LEAKAGE_REPORT = "reports/leakage.md"          # each feature's ROC-AUC alone on the training rows, and its verdict
 TRAIN, TEST, SERVING = f"{FEATURES}/train.parquet", f"{FEATURES}/test.parquet", f"{FEATURES}/serving.parquet"
 FEATURE_SPEC = f"{FEATURES}/spec.json"
@@ -97,12 +97,12 @@ PIPELINE = {   # dvc.yaml is generated from this and the stage modules' imports:
                  "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
     "select": {"params": ["problem.primary_metric", "select"], "reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC],
                "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
-    "train": {"params": ["problem", "train"], "reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC, CHOICE],
+    "train": {"params": ["problem", "train"], "reads": [CHECK_RECORD, CLEANING, TRAIN, FEATURE_SPEC, CHOICE],
               "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
     "evaluate": {"params": ["problem", "evaluate"], "reads": [CHECK_RECORD, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
                  "writes": [MODEL_CARD, SEGMENTS_REPORT, *map(plot_file, PLOT_NAMES), METRICS, SEGMENTS_JSON]},
     "score": {"params": ["score", "validate.unseen_levels"],
-              "reads": [CHECK_RECORD, SCHEMA, CLEANING, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, THRESHOLD, SCORE_BATCH],
+              "reads": [CHECK_RECORD, SCHEMA, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }
 OPTIONAL_STAGES = ("demo_data",)   # in the pipeline while params.yaml has the stage's section (`make no-demo` drops it)
@@ -119,7 +119,8 @@ PERSISTENT = {   # kept when the stage reruns (DVC deletes other outputs first)
 }
 NOTES = {   # why an output is there, as a comment in dvc.yaml
     RAW: "one <source name>.parquet per source in params.yaml",
-    CLEANING: "the typing decisions as a recipe: score cleans a batch by it",
+    CLEANING: "the typing decisions as a recipe: train puts it in the model file",
+    MODEL: "self-contained: the row cleaning, the fitted pipeline and the decision threshold",
     MODEL_DIGEST: "its SHA-256 digest: evaluate and score load only a model that matches",
     plot_file(PLOT_NAMES[0]): "drawn by the plots below, each once",
 }

@@ -14,7 +14,7 @@ import pandas as pd
 __all__ = ['ROW_ID', 'COLUMN_TYPES', 'MISSING_TOKENS', 'BOOLEAN_WORDS', 'NUMBER_WORDS', 'MIN_ROWS_FOR_UNIQUENESS', 'DATE_TEXT',
            'unit_id', 'with_row_id', 'as_text', 'clean_text', 'parse_numbers', 'text_as_numbers', 'text_as_booleans',
            'text_as_dates', 'infer_column_type', 'missing_share', 'decide_types', 'cleaning_recipe', 'as_boolean_codes',
-           'clean_rows']
+           'clean_rows', 'RecipeCleaner']
 
 # %% ../../nbs/00e_cleaning.ipynb #00ec005
 ROW_ID = "row_id"
@@ -182,3 +182,48 @@ def clean_rows(df: pd.DataFrame, recipe: Mapping) -> tuple[pd.DataFrame, dict]:
             counts[f"impossible_{col}_set_missing"] = int(impossible.sum())
             out[col] = values.mask(impossible)
     return out, counts
+
+# %% ../../nbs/00e_cleaning.ipynb #00ec014
+class RecipeCleaner:
+    "`clean_rows` by one `recipe`, as a fitted scikit-learn transformer: the first step of the model file's pipeline."
+    def __init__(self, recipe: Mapping | None = None):
+        self.recipe = recipe
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"recipe": self.recipe}
+
+    def set_params(self, **params) -> RecipeCleaner:
+        unknown = set(params) - {"recipe"}
+        if unknown:
+            raise ValueError(f"RecipeCleaner has no parameters {sorted(unknown)}; its one parameter is 'recipe'")
+        self.recipe = params.get("recipe", self.recipe)
+        return self
+
+    def fit(self, X=None, y=None) -> RecipeCleaner:
+        "Nothing to learn: preprocess decided the recipe on the training rows."
+        return self
+
+    def clean(self, X: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        "The rows cleaned, and the counts of cells the cleaning set missing (`clean_rows`)."
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"RecipeCleaner cleans a table with named columns (a pandas DataFrame), not {type(X).__name__}")
+        return clean_rows(X, self.recipe)
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return self.clean(X)[0]
+
+    def fit_transform(self, X: pd.DataFrame, y=None) -> pd.DataFrame:
+        return self.fit(X, y).transform(X)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import Tags, TargetTags, TransformerTags   # only when scikit-learn asks: it is loaded then
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False), transformer_tags=TransformerTags(),
+                    requires_fit=False)
+
+    def __repr__(self) -> str:
+        recipe = self.recipe or {}
+        return (f"RecipeCleaner(recipe=<{len(recipe.get('types', {}))} typed columns, "
+                f"{len(recipe.get('valid_ranges', {}))} valid ranges>)")

@@ -26,7 +26,7 @@ from .tables import atomic_write
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.base import ClassifierMixin
     from sklearn.compose import ColumnTransformer
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import FixedThresholdClassifier, StratifiedGroupKFold
     from sklearn.pipeline import Pipeline
 
 # scikit-learn and skops are imported on first use, not with this module: every stage's command imports every stage
@@ -40,7 +40,7 @@ __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_p
            'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit', 'profit_curve',
            'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model', 'make_pipeline',
            'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model', 'load_model',
-           'digest_file', 'write_model_digest', 'verify_model']
+           'digest_file', 'write_model_digest', 'verify_model', 'assemble_model', 'model_parts', 'decide']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 METRICS = ("roc_auc", "average_precision")
@@ -205,6 +205,7 @@ TRUSTED_TYPES = (
     "numpy.dtype",
     "sklearn.tree._tree.Tree",                                              # random forest
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",     # histogram gradient boosting
+    "ml_lifecycle.cleaning.RecipeCleaner",                                  # the row cleaning (assemble_model)
 )
 
 def canonical_archive(data: bytes) -> bytes:
@@ -284,3 +285,27 @@ def verify_model(path: str | Path, stage: str, data: bytes | None = None) -> byt
                                              f"{named} (recorded in {shown}.sha256), found sha256 {found}. Refusing to "
                                              f"load it: {fix}")
     return data
+
+# %% ../../nbs/00c_modelling.ipynb #00cc027
+def assemble_model(cleaner, pipeline: Pipeline, threshold: float) -> FixedThresholdClassifier:
+    """The model file's content, raw rows in and decisions out: `cleaner` (a `cleaning.RecipeCleaner`), then the
+    steps of the fitted `pipeline` (feature transform, model), wrapped in scikit-learn's `FixedThresholdClassifier`
+    at `threshold` on the positive class's probability. Nothing is refitted: the steps are the fitted ones."""
+    return sk_model_selection.FixedThresholdClassifier(sk_pipeline.Pipeline([("clean", cleaner), *pipeline.steps]),
+                                                       threshold=float(threshold), response_method="predict_proba")
+
+def model_parts(model, stage: str, source: str = "models/model.skops") -> tuple:
+    """The cleaner, the fitted pipeline after it (feature transform and model: for rows already clean) and the
+    decision threshold of a model `assemble_model` built. A model of another shape (a bare pipeline, saved before
+    the model file held its cleaning and threshold) is a `StageError` of `stage` naming `source` and the fix."""
+    steps = getattr(getattr(model, "estimator", None), "steps", None)
+    if not (isinstance(model, sk_model_selection.FixedThresholdClassifier) and steps and steps[0][0] == "clean"
+            and len(steps) > 1 and isinstance(model.threshold, float)):
+        raise StageError(stage, source, None, "the model file holds no row cleaning or decision threshold (saved before "
+                                              "the model file was self-contained): retrain it with `dvc repro train`")
+    return model.estimator[0], model.estimator[1:], model.threshold
+
+def decide(model, proba) -> np.ndarray:
+    """The decisions `model.predict` makes (True: act), from the positive class's probabilities its `predict_proba`
+    gave: `FixedThresholdClassifier`'s rule, `proba >= model.threshold`, without scoring the rows a second time."""
+    return np.asarray(proba) >= model.threshold

@@ -20,7 +20,7 @@ from ..params import params_contract
 from ..tables import read_json, read_table, write_json, write_text
 from ..project import current_output, visible_columns, visible_values
 from ..modelling import (
-    SCORING, Problem, decision_profit, grouped_sample, load_model, model_columns, naive_profits, profit_curve)
+    SCORING, Problem, decision_profit, grouped_sample, load_model, model_columns, model_parts, naive_profits, profit_curve)
 from ..reporting import markdown_table, write_csv, write_markdown
 
 if TYPE_CHECKING:
@@ -123,9 +123,11 @@ unit of prediction and the label, is in `reports/problem.md`. Not for decisions 
 
 ## Model
 `{result['model']}` in a scikit-learn pipeline with its feature transform, settings `{threshold_info['settings']}`,
-chosen by cross-validated `{problem.primary_metric}` (see `reports/selection.md`). Saved as `models/model.skops`; load
-it only with `ml_lifecycle.modelling.load_model`, which refuses types outside the committed allow-list and a file
-whose SHA-256 differs from the one train recorded in `models/model.skops.sha256` (`sha256sum -c` checks it too).
+chosen by cross-validated `{problem.primary_metric}` (see `reports/selection.md`). Saved as `models/model.skops`,
+self-contained: it cleans raw rows as the training rows were cleaned and decides at the threshold below (`predict`;
+`predict_proba` gives the probabilities). Load it only with `ml_lifecycle.modelling.load_model`, which refuses types
+outside the committed allow-list and a file whose SHA-256 differs from the one train recorded in
+`models/model.skops.sha256` (`sha256sum -c` checks it too).
 
 ## Data
 Trained on {data['n_train']} rows{data['train_when']}; evaluated on {data['n_test']} held-out rows{data['test_when']}.
@@ -313,9 +315,10 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     spec, threshold_info = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))
     check_segments(list(settings["segments"]), spec["categorical"])
     model = load_model(resolve(catalog.MODEL, root), stage="evaluate")   # the recorded model, or a refusal
+    _, model, threshold = model_parts(model, "evaluate", catalog.MODEL)   # rows already clean: the pipeline after the cleaner
     train = read_table(resolve(catalog.TRAIN, root), "evaluate", [spec["label"], "cutoff"])
     test = read_table(resolve(catalog.TEST, root), "evaluate", model_columns(spec) + [spec["label"], "cutoff"])
-    proba, y_test, threshold = model.predict_proba(test[model_columns(spec)])[:, 1], test[spec["label"]].to_numpy(), threshold_info["threshold"]
+    proba, y_test = model.predict_proba(test[model_columns(spec)])[:, 1], test[spec["label"]].to_numpy()
 
     scores = evaluate(y_test, proba, threshold)
     result = hold_out_result(scores, profit_summary(y_test, proba, threshold, problem), threshold_info, problem,

@@ -14,13 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import catalog
-from ..cleaning import ROW_ID, clean_rows, with_row_id
+from ..cleaning import ROW_ID, with_row_id
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
 from ..tables import atomic_write, iter_table, read_json, table_columns, write_json
 from ..project import will_exist
 from ..gate import check_statistics, load_schema, modelling_schema, skew_anomalies, streamed_statistics
-from ..modelling import load_model, model_columns
+from ..modelling import decide, load_model, model_columns, model_parts
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
@@ -41,9 +41,10 @@ def check_inputs(params: Mapping, root: str | Path) -> None:
                          f"{batch} does not exist and no stage writes it: put the batch there, or point score.batch at it")
 
 # %% ../../../nbs/10_score.ipynb #10c009
-def batch_chunks(path: Path, spec: dict, recipe: dict, chunk_rows: int, counts: dict | None = None) -> Iterator[pd.DataFrame]:
-    """The batch `chunk_rows` rows at a time: the id and the model's columns, cleaned by `recipe` (`cleaning.clean_rows`).
-    A batch without the made-up `row_id` is numbered by its row order. Cells set missing are added up in `counts`."""
+def batch_chunks(path: Path, spec: dict, cleaner, chunk_rows: int, counts: dict | None = None) -> Iterator[pd.DataFrame]:
+    """The batch `chunk_rows` rows at a time: the id and the model's columns, cleaned by `cleaner` (the model file's
+    `cleaning.RecipeCleaner`), or raw, as read, when `cleaner` is None. A batch without the made-up `row_id` is
+    numbered by its row order. Cells the cleaning set missing are added up in `counts`."""
     id_column, columns = spec["id_column"], model_columns(spec)
     numbered = id_column == ROW_ID and id_column not in table_columns(path, "score", "score.batch")
     start = 0
@@ -51,18 +52,20 @@ def batch_chunks(path: Path, spec: dict, recipe: dict, chunk_rows: int, counts: 
         if numbered:
             chunk = with_row_id(chunk, None, start)
             start += len(chunk)
-        chunk, changed = clean_rows(chunk, recipe)
-        for key, n in changed.items():
-            if counts is not None and n:
-                counts[key] = counts.get(key, 0) + n
+        if cleaner is not None:
+            chunk, changed = cleaner.clean(chunk)
+            for key, n in changed.items():
+                if counts is not None and n:
+                    counts[key] = counts.get(key, 0) + n
         yield chunk
 
 # %% ../../../nbs/10_score.ipynb #10c012
-def score_chunk(model, chunk: pd.DataFrame, spec: dict, threshold: float) -> pd.DataFrame:
-    "Id, predicted probability and the decision (act or not, at the threshold) for every row of `chunk`."
+def score_chunk(model, chunk: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """Id, predicted probability and the decision (act or not, at the model's threshold) for every row of `chunk`,
+    raw as read: the model file (`modelling.assemble_model`) cleans the rows itself."""
     proba = model.predict_proba(chunk[model_columns(spec)])[:, 1]
     return pd.DataFrame({spec["id_column"]: chunk[spec["id_column"]].to_numpy(), "probability": proba,
-                         "decision": proba >= threshold})
+                         "decision": decide(model, proba)})
 
 def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
     "Stream prediction chunks into one Parquet file, atomically; return a summary."
@@ -163,8 +166,9 @@ def write_batch_report(anomalies: list[dict], batch: str, root: Path | None = No
                "the inferred schema's thresholds. It is scored: the model can score it, but its probabilities may be "
                "less reliable here. Once `data/schema/features.pbtxt` is reviewed and committed, its skew thresholds "
                "refuse a batch instead.\n\n" + markdown_table(skew, ["feature", "anomaly", "description"])) if skew else ""
-    cleaned = ("## Cells the cleaning set missing\n\nAs in training (`data/interim/cleaning.json`): numbers that could "
-               "not be read, and values outside `preprocess.valid_ranges`.\n\n" +
+    cleaned = ("## Cells the cleaning set missing\n\nBy the model file's cleaning, as in training (the recipe "
+               "`data/interim/cleaning.json`): numbers that could not be read, and values outside "
+               "`preprocess.valid_ranges`.\n\n" +
                markdown_table([{"count": k, "cells": v} for k, v in sorted(cells.items())], ["count", "cells"])) if cells else ""
     return write_markdown(resolve(catalog.SCORE_ANOMALIES, root), f"Batch validation: {batch}",
                           f"Anomalies: {len(anomalies)}", table, levels, shifted, cleaned)
@@ -178,22 +182,22 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
 
 # %% ../../../nbs/10_score.ipynb #10c018
 def run(params: Mapping, root: str | Path | None = None) -> dict:
-    """Load the model (only the one train recorded), clean the batch as training was, validate it (refuse it on any
-    anomaly), score it chunk by chunk, write the predictions and a summary."""
+    """Load the model (only the one train recorded), clean the batch with the model's cleaner, validate it (refuse it
+    on any anomaly), score the raw batch chunk by chunk with the model file alone, write the predictions and a summary."""
     root = Path(root or project_root())
     settings = params["score"]
     model = load_model(resolve(catalog.MODEL, root), stage="score")   # a model changed since training scores nothing
-    spec, threshold = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))["threshold"]
-    recipe, batch = read_json(resolve(catalog.CLEANING, root)), resolve(settings["batch"], root)
+    cleaner, _, threshold = model_parts(model, "score", catalog.MODEL)   # the model file's own cleaning and threshold
+    spec, batch = read_json(resolve(catalog.FEATURE_SPEC, root)), resolve(settings["batch"], root)
     unseen_settings, cells = params["validate"]["unseen_levels"], {}
     anomalies, unseen, skew = batch_anomalies(
-        batch_chunks(batch, spec, recipe, settings["chunk_rows"], cells), spec, resolve(catalog.TRAIN, root),
+        batch_chunks(batch, spec, cleaner, settings["chunk_rows"], cells), spec, resolve(catalog.TRAIN, root),
         settings["skew_sample_rows"], root, {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]},
         settings["chunk_rows"])
     write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
     refuse_batch(anomalies, settings["batch"])
-    summary = write_predictions((score_chunk(model, chunk, spec, threshold) for chunk in
-                                 batch_chunks(batch, spec, recipe, settings["chunk_rows"])),
+    summary = write_predictions((score_chunk(model, chunk, spec) for chunk in
+                                 batch_chunks(batch, spec, None, settings["chunk_rows"])),   # raw: the model cleans
                                 resolve(catalog.PREDICTIONS_FILE, root))
     summary = {**summary, "threshold": threshold, "unseen_levels": len(unseen), "skew_warnings": len(skew),
                "cells_set_missing": cells}

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog
+from ..cleaning import RecipeCleaner
 from ..core import lazy_import, resolve
 from ..params import params_contract
 from ..tables import read_json, read_table, write_json
 from ..modelling import (
-    Problem, cost_optimal_threshold, decision_profit, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns,
-    save_model, write_model_digest)
+    Problem, assemble_model, cost_optimal_threshold, decision_profit, grouped_folds, grouped_sample, make_model, make_pipeline,
+    model_columns, save_model, write_model_digest)
 
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.pipeline import Pipeline
@@ -57,6 +58,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     problem = Problem.from_params(params["problem"], stage="train")
     settings = params["train"]
     spec, choice = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.CHOICE, root))
+    cleaner = RecipeCleaner(read_json(resolve(catalog.CLEANING, root)))   # preprocess's recipe: the model file cleans rows
     train = read_table(resolve(catalog.TRAIN, root), "train", model_columns(spec) + [spec["label"], spec["id_column"]])
     pipeline = make_pipeline(spec, make_model(choice["chosen"], choice["chosen_settings"], settings["seed"], stage="train"))
     rows = grouped_sample(train[spec["label"]], train[spec["id_column"]], settings.get("threshold_rows"), settings["seed"])
@@ -65,6 +67,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     decision = choose_threshold(settings["decision_threshold"], validation[spec["label"]].to_numpy(), validation_proba, problem)
     decision["validation_rows"] = len(validation)
     pipeline.fit(train[model_columns(spec)], train[spec["label"]])
-    write_model_digest(save_model(pipeline, resolve(catalog.MODEL, root)), catalog.MODEL)   # here, never in save_model
+    model = assemble_model(cleaner, pipeline, decision["threshold"])   # raw rows in, decisions out
+    write_model_digest(save_model(model, resolve(catalog.MODEL, root)), catalog.MODEL)   # here, never in save_model
     write_json({**decision, "model": choice["chosen"], "settings": choice["chosen_settings"]}, resolve(catalog.THRESHOLD, root))
     return {**decision, "model": choice["chosen"]}
