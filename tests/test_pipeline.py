@@ -151,3 +151,14 @@ def test_a_forced_run_leaves_nothing_in_the_temporary_folder(tiny_copy, tmp_path
     result = run(f"TMPDIR={scratch} dvc repro -f", tiny_copy)
     assert "Running stage 'score'" in result.stdout
     assert sorted(p.name for p in scratch.iterdir()) == []
+
+
+def test_executed_notebooks_record_the_run_and_no_check(tiny_project):
+    "A stage run skips the check cells (toy projects, toy fits, asserts), and the executed copy says which."
+    for path in sorted((tiny_project / "reports/notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        skipped = [c for c in cells if "check-skipped" in c.metadata.get("tags", [])]
+        assert skipped, f"{path.name}: no check cell was skipped"
+        assert all(c.outputs == [] and c.execution_count is None for c in skipped), path.name
+        assert all("toy_project" not in c.source for c in cells if c.cell_type == "code" and c not in skipped
+                   and c.get("execution_count")), f"{path.name}: a toy project ran"
