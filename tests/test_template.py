@@ -90,7 +90,7 @@ def test_generated_project_has_its_own_names(generated):
 
     pyproject = (generated / "pyproject.toml").read_text()
     assert f'name = "{DIST}"' in pyproject and f'lib_path = "src/{PACKAGE}"' in pyproject
-    assert f'{DIST} = "{PACKAGE}.core:main"' in pyproject
+    assert f'{DIST} = "{PACKAGE}.cli:main"' in pyproject
     assert 'description = "Who will churn next quarter"' in pyproject and 'authors = [{ name = "Data Team" }]' in pyproject
     stages = yaml.safe_load((generated / "dvc.yaml").read_text())["stages"]
     assert stages.pop("check")["cmd"] == f"tools/in-venv {DIST} check --record"
@@ -164,7 +164,7 @@ def test_generated_project_is_in_sync_and_importable(generated, project_env):
     run(["nbdev-clean"], generated)
     assert run(["git", "status", "--porcelain"], generated).stdout == "", "nbdev-export or nbdev-clean changed files"
     python = project_env["_VENV_PYTHON"]
-    code = (f"import {PACKAGE}.core, {PACKAGE}.problem, importlib.metadata as m;"
+    code = (f"import {PACKAGE}.core, {PACKAGE}.stages.problem, importlib.metadata as m;"
             f"print({PACKAGE}.core.__file__); print(m.version('{DIST}'))")
     out = subprocess.run([python, "-c", code], env=project_env, capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == str(generated / "src" / PACKAGE / "core.py")
