@@ -66,7 +66,7 @@ PROBLEM_SCHEMA = {
             "task": {"enum": ["auto", *TASKS]},   # absent: auto, inferred from the label
             "id_column": {"type": ["string", "null"], "minLength": 1},
             "label": {"type": "string", "minLength": 1},
-            "positive_class": {"oneOf": [{"type": ["string", "integer", "boolean"]},
+            "positive_class": {"oneOf": [{"type": ["string", "integer", "boolean", "null"]},   # null: not binary
                                          {"type": "array", "minItems": 1, "items": {"type": ["string", "integer", "boolean"]}}]},
             "cutoff_date": {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
             "horizon_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 730},
@@ -113,10 +113,11 @@ class Problem:
             raise StageError(stage, "params.yaml", "problem.primary_metric",
                              f"'{self.primary_metric}' is not a {task} metric: choose one of {list(TASK_METRICS[task])}")
         if task == "binary":
-            missing = [f for f in ("cost_false_positive", "cost_false_negative") if getattr(self, f) is None]
+            missing = [f for f in ("positive_class", "cost_false_positive", "cost_false_negative") if getattr(self, f) is None]
             if missing:
                 raise StageError(stage, "params.yaml", f"problem.{missing[0]}",
-                                 "required for a binary problem: what a wrong decision costs (it sets the threshold)")
+                                 "required for a binary problem: the label value that counts as positive, and what a wrong "
+                                 "decision costs (they set the decision threshold)")
         return replace(self, task=task)
 
     def require_event_settings(self, stage: str) -> "Problem":
