@@ -73,8 +73,8 @@ PROBLEM_SCHEMA = {
             "active_window_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 1825},
             "primary_metric": {"enum": list(METRICS)},
             "success_threshold": {"type": "number"},
-            "cost_false_positive": {"type": "number", "minimum": 0},   # binary problems only
-            "cost_false_negative": {"type": "number", "minimum": 0},
+            "cost_false_positive": {"type": ["number", "null"], "minimum": 0},   # binary problems only
+            "cost_false_negative": {"type": ["number", "null"], "minimum": 0},
         },
     }},
 }
