@@ -144,7 +144,7 @@ def feature_r2(values: pd.Series, y: pd.Series, folds: int = 5, seed: int = 0, b
     level or bin in the other folds (their mean where unseen). 0 is no better than the mean; below 0, worse."""
     from sklearn.metrics import r2_score
     from sklearn.model_selection import KFold
-    codes = feature_codes(values, bins)
+    codes = feature_codes(values, max(2, min(bins, len(y) // 10)))   # bins of 10 rows or more: a mean, not noise
     y, oof = y.to_numpy(dtype="float64"), np.zeros(len(y))
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y))):
         means = pd.Series(y[train]).groupby(codes.iloc[train].to_numpy()).mean()
