@@ -12,20 +12,21 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog
-from ..cleaning import (COLUMN_TYPES, ROW_ID, clean_rows, cleaning_recipe, decide_types, missing_share,
-                                   unit_id, with_row_id)
+from ..cleaning import (COLUMN_TYPES, ROW_ID, as_text, clean_rows, cleaning_recipe, decide_types, missing_share,
+                                   parse_numbers, text_as_numbers, unit_id, with_row_id)
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
 from ..tables import read_table, require_columns, require_rows, write_json, write_table
 from ..project import visible_columns, visible_values
-from ..modelling import Problem
+from ..modelling import Problem, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['YAML_BOOLEANS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units', 'amount_cap', 'clean_events', 'snapshot_cutoffs',
-           'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels', 'positive_classes', 'is_positive',
-           'require_positive_class', 'label_from_column', 'split_table', 'date_columns', 'labels_from_events',
-           'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
+__all__ = ['YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units', 'amount_cap', 'clean_events',
+           'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels', 'positive_classes',
+           'is_positive', 'require_positive_class', 'class_labels', 'number_labels', 'label_from_column',
+           'require_both_splits', 'split_table', 'date_columns', 'labels_from_events', 'no_events',
+           'labels_from_column', 'split_report', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
 def columns_report(decisions: list[dict]) -> str:
@@ -182,22 +183,72 @@ def require_positive_class(values: pd.Series, label: str, positive_class, stage:
                     f"On, Off, True and False so): quote it, e.g. positive_class: \"{meant or 'Yes'}\"")
     raise StageError(stage, "params.yaml", "problem.positive_class", problem)
 
-def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess"
+def class_labels(values: pd.Series) -> pd.Series:
+    "A multiclass label's known values as classes: whole-number codes as integers (stored as text too), else trimmed text."
+    numbers = values if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+        else text_as_numbers(values)
+    if numbers is not None and bool((numbers == numbers.round()).all()):
+        return numbers.astype("int64")
+    return as_text(values).astype(object)
+
+def number_labels(values: pd.Series, label: str, stage: str = "preprocess") -> pd.Series:
+    """A regression label as floats, text read as the cleaning rules read numbers (gaps: missing); any other text is a
+    `StageError` naming the column and examples."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    numbers, unparseable = parse_numbers(values)
+    if unparseable.any():
+        examples = list(dict.fromkeys(values[unparseable].astype(str)))[:5]
+        raise StageError(stage, f"{catalog.RAW} unit table", label,
+                         f"a regression label must be a number: {int(unparseable.sum())} values are not, e.g. {examples} "
+                         "(fix the data, or set problem.task if the label is classes)")
+    return numbers
+
+def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess", task: str = "binary"
                       ) -> tuple[pd.DataFrame, pd.Series, dict]:
-    """The units without their label column, and the label as 0/1. Rows without a label (missing or blank, as read:
-    before any gap is filled) are dropped and counted."""
+    """The units without their label column, and the label: 0/1 (binary), the classes (multiclass) or a number
+    (regression). Rows without a label (missing or blank, as read: before any gap is filled) are dropped and counted."""
     if label not in units:
         raise StageError(stage, f"{catalog.RAW} unit table", label, "the label column is missing (problem.label)")
-    known = known_labels(units[label])
-    values = units.loc[known, label]
-    require_positive_class(values, label, positive_class, stage)
-    y = is_positive(values, positive_class).astype("int64")
+    if task == "regression":
+        numbers = number_labels(units[label], label, stage)
+        known, y = numbers.notna(), numbers[numbers.notna()]
+    else:
+        known = known_labels(units[label])
+        values = units.loc[known, label]
+        if task == "multiclass":
+            y = class_labels(values)
+        else:
+            require_positive_class(values, label, positive_class, stage)
+            y = is_positive(values, positive_class).astype("int64")
     return units.loc[known].drop(columns=label).reset_index(drop=True), y.reset_index(drop=True), \
         {"missing_label_dropped": int((~known).sum())}
 
+MIN_REGRESSION_ROWS = 5   # a regression's training split needs at least this many rows (and two values); its test split 2
+
+def require_both_splits(snapshots: pd.DataFrame, label: str, task: str = "binary", stage: str = "preprocess") -> None:
+    """Raise a `StageError` on the label unless each split can teach and test: two classes or more (multiclass: every
+    test class seen in training), or for a regression enough rows and more than one value."""
+    source = f"{catalog.RAW} unit table"
+    parts = {part: snapshots.loc[snapshots["split"] == part, label] for part in ("train", "test")}
+    for part, y in parts.items():
+        if task == "regression":
+            least = MIN_REGRESSION_ROWS if part == "train" else 2
+            if len(y) < least or y.nunique() < 2:
+                raise StageError(stage, source, label, f"the {part} split holds {len(y)} rows with {y.nunique()} "
+                                                       f"distinct values; a regression needs {least} rows or more, not all equal")
+        elif y.nunique() < 2:
+            raise StageError(stage, source, label, f"the {part} split holds only one class")
+    unseen = sorted(set(parts["test"]) - set(parts["train"]), key=str) if task == "multiclass" else []
+    if unseen:
+        raise StageError(stage, source, label, f"classes {unseen} occur in the test split but never in training: a "
+                                               "model cannot predict them (more data, or merge rare classes)")
+
 def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, timestamp_column: str | None,
-                test_size: float, seed: int, stage: str = "preprocess") -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Labelled rows with a train/test split (the latest rows by time, else stratified), and a stand-in serving batch."
+                test_size: float, seed: int, stage: str = "preprocess", task: str = "binary"
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled rows with a train/test split (the latest rows by time, else stratified: on the classes, or on the
+    label's quantile bins for a regression), and a stand-in serving batch."""
     from sklearn.model_selection import train_test_split
     if timestamp_column:
         when = units[timestamp_column]
@@ -205,14 +256,17 @@ def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, t
         split = np.where(when.rank(method="first") > len(units) - n_test, "test", "train")
         cutoff = when
     else:
-        train_index, _ = train_test_split(np.arange(len(units)), test_size=test_size, stratify=y, random_state=seed)
+        n_test = int(np.ceil(test_size * len(units)))
+        strata = stratification_labels(y, task, max(1, min(5, n_test, len(units) - n_test)))
+        try:
+            train_index, _ = train_test_split(np.arange(len(units)), test_size=test_size, stratify=strata, random_state=seed)
+        except ValueError as e:   # a class with one row, or more classes than test rows
+            raise StageError(stage, f"{catalog.RAW} unit table", label, f"cannot split stratified on the label: {e}") from None
         split = np.where(np.isin(np.arange(len(units)), train_index), "train", "test")
         cutoff = pd.Series(pd.NaT, index=units.index, dtype="datetime64[ns]")
     snapshots = pd.DataFrame({id_column: units[id_column].to_numpy(), "cutoff": cutoff.to_numpy(), "split": split,
                               label: y.to_numpy()})
-    for part in ("train", "test"):
-        if snapshots.loc[snapshots["split"] == part, label].nunique() < 2:
-            raise StageError(stage, f"{catalog.RAW} unit table", label, f"the {part} split holds only one class")
+    require_both_splits(snapshots, label, task, stage)
     serving = snapshots.loc[snapshots["split"] == "test", [id_column, "cutoff"]].assign(split="serving")
     return snapshots, serving.reset_index(drop=True)
 
@@ -240,12 +294,20 @@ def no_events(id_column: str, id_dtype) -> pd.DataFrame:
 def labels_from_column(units: pd.DataFrame, id_column: str, problem: Problem, timestamp_column: str | None,
                        test_size: float, seed: int) -> tuple[pd.DataFrame, ...]:
     "Units without their label, no events, the split labelled rows, a stand-in serving batch, and the label counts."
-    units, y, report = label_from_column(units, problem.label, problem.positive_class)
-    snapshots, serving = split_table(units, y, id_column, problem.label, timestamp_column, test_size, seed)
+    units, y, report = label_from_column(units, problem.label, problem.positive_class, task=problem.task)
+    snapshots, serving = split_table(units, y, id_column, problem.label, timestamp_column, test_size, seed,
+                                     task=problem.task)
     return units, no_events(id_column, units[id_column].dtype), snapshots, serving, report
 
-def split_report(snapshots: pd.DataFrame, label: str) -> pd.DataFrame:
-    "Rows and positive rate of each split."
+def split_report(snapshots: pd.DataFrame, label: str, task: str = "binary") -> pd.DataFrame:
+    """Rows of each split and its label's distribution: the positive rate (binary), the share of each class
+    (multiclass), or the mean, median, minimum and maximum (regression)."""
+    grouped = snapshots.groupby("split")[label]
+    if task == "multiclass":
+        shares = pd.crosstab(snapshots["split"], snapshots[label], normalize="index")
+        return pd.concat([grouped.size().rename("rows"), shares.add_prefix("share_")], axis=1)
+    if task == "regression":
+        return grouped.agg(rows="size", mean="mean", median="median", min="min", max="max")
     return snapshots.groupby("split").agg(rows=(label, "size"), positive_rate=(label, "mean"))
 
 # %% ../../../nbs/05_preprocess.ipynb #05c023
@@ -293,13 +355,19 @@ def check_inputs(params: Mapping, root: Path) -> None:
         return
     label = problem["label"]
     values = visible_values(params, units, label, root)   # as read: clean_units leaves the label so
-    require_positive_class(values[known_labels(values)], label, problem.get("positive_class", Problem.positive_class))
+    known = values[known_labels(values)]
+    task = problem.get("task", "auto")   # auto: binary when the label takes two values (the problem stage decides)
+    if task == "binary" or (task == "auto" and known.map(label_token).nunique() == 2):
+        require_positive_class(known, label, problem.get("positive_class", Problem.positive_class))
 
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Clean the unit table, label and split it (from its event history or its label column); write the interim tables."
     root = project_root() if root is None else Path(root)
-    problem = Problem.from_params(params["problem"], stage="preprocess")
+    problem = resolved_problem(params["problem"], root, "preprocess")   # of the kind the problem stage decided
     settings, history = params["preprocess"], params["preprocess"]["event_history"]
+    if history and problem.task != "binary":
+        raise StageError("preprocess", "params.yaml", "problem.task", f"'{problem.task}' with an event history: the "
+                                                                     "label derived from the events is binary (churned or not)")
     id_column, units_table = unit_id(problem.id_column), catalog.raw_table(settings["units"])
     raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
     units, report, recipe = clean_units(
@@ -321,7 +389,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     for path, table in {catalog.UNITS: units, catalog.EVENTS: events, catalog.SNAPSHOTS: snapshots,
                         catalog.SERVING_SNAPSHOT: serving}.items():
         write_table(table, resolve(path, root))
-    split = split_report(snapshots, problem.label).round(4).to_dict(orient="index")
+    split = split_report(snapshots, problem.label, problem.task).round(4).to_dict(orient="index")
     report["column_types"] = {d["column"]: d["type"] for d in decisions}
     write_json({**report, **label_report, "split": split, "serving_rows": len(serving)}, resolve(catalog.PREPROCESS_REPORT, root))
     return {"units": len(units), "events": len(events), "split": split, "serving_rows": len(serving)}
