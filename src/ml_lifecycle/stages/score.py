@@ -20,7 +20,7 @@ from ..params import params_contract
 from ..tables import atomic_write, iter_table, read_json, table_columns, write_json
 from ..project import will_exist
 from ..gate import check_statistics, load_schema, modelling_schema, skew_anomalies, streamed_statistics
-from ..modelling import decide, load_model, model_columns, model_parts
+from ..modelling import decide, load_model, model_columns, model_parts, resolved_problem
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
@@ -240,11 +240,14 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     """Load the model (only the one train recorded), clean the batch with the model's cleaner, validate it (refuse it
     on any anomaly), score the raw batch chunk by chunk with the model file alone, write the predictions and a summary.
-    The kind of problem is the model file's (`model_task`)."""
+    The model file answers the kind of problem it was trained for (`model_task`): the problem's, or it is refused."""
     root = Path(root or project_root())
     settings = params["score"]
     model = load_model(resolve(catalog.MODEL, root), stage="score")   # a model changed since training scores nothing
-    task = model_task(model)
+    task, problem = model_task(model), resolved_problem(params["problem"], root, "score")
+    if task != problem.task:   # trained for another kind of problem than the one framed now
+        raise StageError("score", catalog.MODEL, None, f"the model file answers a {task} problem, but the problem is "
+                                                       f"{problem.task}: retrain it with `dvc repro train`")
     cleaner, _, threshold = kind_parts(model, "score", catalog.MODEL)   # the model file's own cleaning (and threshold)
     spec, batch = read_json(resolve(catalog.FEATURE_SPEC, root)), resolve(settings["batch"], root)
     unseen_settings, cells = params["validate"]["unseen_levels"], {}
