@@ -408,6 +408,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'ml_lifecycle/stages/features.py'),
                                               'ml_lifecycle.stages.features.feature_spec': ( 'features.html#feature_spec',
                                                                                              'ml_lifecycle/stages/features.py'),
+                                              'ml_lifecycle.stages.features.label_parts': ( 'features.html#label_parts',
+                                                                                            'ml_lifecycle/stages/features.py'),
                                               'ml_lifecycle.stages.features.leakage_verdicts': ( 'features.html#leakage_verdicts',
                                                                                                  'ml_lifecycle/stages/features.py'),
                                               'ml_lifecycle.stages.features.refuse_leaks': ( 'features.html#refuse_leaks',

@@ -24,7 +24,7 @@ from ..modelling import resolved_problem
 # %% auto #0
 __all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'LEAK_R2_MARGIN_FLOOR', 'LEAK_MEASURES', 'PARAMS_SCHEMA', 'SPLIT_FILES',
            'behaviour_features', 'behaviour_columns', 'build_features', 'feature_spec', 'feature_codes', 'feature_auc',
-           'feature_auc_ovr', 'feature_r2', 'leakage_verdicts', 'write_leakage_report', 'refuse_leaks',
+           'feature_auc_ovr', 'feature_r2', 'label_parts', 'leakage_verdicts', 'write_leakage_report', 'refuse_leaks',
            'contract_columns', 'check_inputs', 'write_splits', 'run']
 
 # %% ../../../nbs/06_features.ipynb #06c005
@@ -151,6 +151,27 @@ def feature_r2(values: pd.Series, y: pd.Series, folds: int = 5, seed: int = 0, b
         oof[test] = codes.iloc[test].map(means).fillna(y[train].mean()).to_numpy()
     return float(r2_score(y, oof))
 
+def label_parts(train: pd.DataFrame, features: list[str], label: str, share: float = 0.99,
+                max_features: int = 60) -> dict[str, str]:
+    """A regression label's parts among the numeric features: two features whose sum (or difference) is the label on
+    at least `share` of the rows where all three are known (within 0.1% of the label's scale), each with why. Such
+    features are the label split up (rentals by casual and registered users), each one alone far from it."""
+    numeric = [f for f in features if pd.api.types.is_numeric_dtype(train[f]) and not pd.api.types.is_bool_dtype(train[f])]
+    y = train[label].astype("float64").to_numpy()
+    tolerance = 1e-3 * max(float(np.nanstd(y)), 1e-12)
+    found: dict[str, str] = {}
+    for i, a in enumerate(numeric[:max_features]):
+        for b in numeric[i + 1:max_features]:
+            x, z = train[a].astype("float64").to_numpy(), train[b].astype("float64").to_numpy()
+            known = ~(np.isnan(x) | np.isnan(z) | np.isnan(y))
+            if known.sum() < 10:
+                continue
+            for sign, how in ((1, "+"), (-1, "-")):
+                if np.mean(np.abs(x[known] + sign * z[known] - y[known]) <= tolerance) >= share:
+                    for feature in (a, b):
+                        found.setdefault(feature, f"{a} {how} {b} is the label on {share:.0%} of the rows or more")
+    return found
+
 def leakage_verdicts(train: pd.DataFrame, features: list[str], label: str, settings: Mapping | None = None,
                      folds: int = 5, seed: int = 0, task: str = "binary") -> list[dict]:
     """Each feature's score alone on the training rows (ROC-AUC; one-vs-rest macro ROC-AUC for a multiclass label;
@@ -176,12 +197,13 @@ def leakage_verdicts(train: pd.DataFrame, features: list[str], label: str, setti
         return []   # too few rows (of a class) to tell
     measure = LEAK_MEASURES[task]
     scores = {f: round(score(train[f].reset_index(drop=True), y, folds, seed), 4) for f in features}
+    parts = label_parts(train, features, label) if task == "regression" else {}
     verdicts = []
     for feature, value in scores.items():
         runner_up = max([a for f, a in scores.items() if f != feature], default=chance)
         why = (f"{name} {value:.3f} alone, at least {top}" if value >= top else
                f"{name} {value:.3f} alone, {value - runner_up:.3f} above every other feature ({runner_up:.3f})"
-               if value >= floor and value - runner_up >= settings["margin"] else "")
+               if value >= floor and value - runner_up >= settings["margin"] else parts.get(feature, ""))
         verdict = ("accepted" if feature in accepted else "flagged") if why else "ok"
         verdicts.append({"feature": feature, measure: value, "verdict": verdict,
                          "why": f"{why}; accepted: {accepted[feature]}" if verdict == "accepted" else why})
