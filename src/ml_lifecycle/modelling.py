@@ -42,7 +42,7 @@ __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_p
            'make_pipeline', 'task_scoring', 'scorer_sign', 'model_columns', 'stratification_labels',
            'QuantileGroupKFold', 'grouped_folds', 'grouped_sample', 'task_metrics', 'naive_baseline',
            'canonical_archive', 'save_model', 'load_model', 'digest_file', 'write_model_digest', 'verify_model',
-           'assemble_model', 'model_parts', 'decide']
+           'assemble_model', 'model_parts', 'model_task', 'decide']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 TASKS = ("binary", "multiclass", "regression")
@@ -461,16 +461,29 @@ def assemble_model(cleaner, pipeline: Pipeline, threshold: float) -> FixedThresh
     return sk_model_selection.FixedThresholdClassifier(sk_pipeline.Pipeline([("clean", cleaner), *pipeline.steps]),
                                                        threshold=float(threshold), response_method="predict_proba")
 
-def model_parts(model, stage: str, source: str = "models/model.skops") -> tuple:
+def model_parts(model, stage: str, source: str = "models/model.skops", task: str | None = None) -> tuple:
     """The cleaner, the fitted pipeline after it (feature transform and model: for rows already clean) and the
-    decision threshold of a model `assemble_model` built. A model of another shape (a bare pipeline, saved before
-    the model file held its cleaning and threshold) is a `StageError` of `stage` naming `source` and the fix."""
-    steps = getattr(getattr(model, "estimator", None), "steps", None)
-    if not (isinstance(model, sk_model_selection.FixedThresholdClassifier) and steps and steps[0][0] == "clean"
-            and len(steps) > 1 and isinstance(model.threshold, float)):
+    decision threshold (None but for a binary model) of a model file's content: `assemble_model`'s
+    `FixedThresholdClassifier` (binary), or the pipeline alone, its first step `clean` (multiclass, regression). Any
+    other shape (a bare pipeline, saved before the model file held its cleaning), or with `task` a model of another
+    kind, is a `StageError` of `stage` naming `source` and the fix."""
+    thresholded = isinstance(model, sk_model_selection.FixedThresholdClassifier)
+    pipeline = model.estimator if thresholded else model
+    steps = getattr(pipeline, "steps", None)
+    if not (isinstance(pipeline, sk_pipeline.Pipeline) and steps and steps[0][0] == "clean" and len(steps) > 1
+            and (not thresholded or isinstance(model.threshold, float))):
         raise StageError(stage, source, None, "the model file holds no row cleaning or decision threshold (saved before "
                                               "the model file was self-contained): retrain it with `dvc repro train`")
-    return model.estimator[0], model.estimator[1:], model.threshold
+    if task is not None and model_task(model) != task:
+        raise StageError(stage, source, None, f"the model file answers a {model_task(model)} problem, but the problem "
+                                              f"is {task}: retrain it with `dvc repro train`")
+    return pipeline[0], pipeline[1:], (model.threshold if thresholded else None)
+
+def model_task(model) -> str:
+    "The kind of problem a model file answers: binary (a decision threshold), multiclass (classes) or regression."
+    if isinstance(model, sk_model_selection.FixedThresholdClassifier):
+        return "binary"
+    return "multiclass" if hasattr(model, "classes_") else "regression"
 
 def decide(model, proba) -> np.ndarray:
     """The decisions `model.predict` makes (True: act), from the positive class's probabilities its `predict_proba`

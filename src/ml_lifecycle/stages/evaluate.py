@@ -22,7 +22,7 @@ from ..tables import read_json, read_table, write_json, write_text
 from ..project import current_output, visible_columns, visible_values
 from ml_lifecycle.modelling import (
     TASK_METRICS, Problem, decision_profit, grouped_sample, load_model, model_columns, model_parts, naive_baseline,
-    naive_profits, profit_curve, resolved_problem, sk_model_selection, sk_pipeline, stratification_labels, task_metrics,
+    naive_profits, profit_curve, resolved_problem, stratification_labels, task_metrics,
     task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
@@ -40,7 +40,7 @@ __all__ = ['skm', 'sk_calibration', 'sk_inspection', 'PLOT_COLUMNS', 'METRIC_NAM
            'kind_card', 'model_card', 'hold_out_result', 'rounded', 'period', 'data_summary', 'headline',
            'check_segments', 'categorical_in_sight', 'schema_text_columns', 'check_inputs', 'read_curves',
            'importance_panel', 'regression_figure', 'multiclass_figure', 'curve_figure', 'require_success',
-           'fitted_parts', 'model_output', 'run']
+           'model_output', 'run']
 
 # %% ../../../nbs/09_evaluate.ipynb #09c006
 def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
@@ -562,23 +562,6 @@ def require_success(result: dict, problem: Problem, fail_on_miss: bool) -> None:
                          f"({problem.target_text()}; evaluate.fail_on_miss is true)")
 
 # %% ../../../nbs/09_evaluate.ipynb #09c027b
-def fitted_parts(model, task: str, stage: str = "evaluate", source: str = catalog.MODEL) -> tuple:
-    """The cleaner, the fitted pipeline after it (for rows already clean) and the decision threshold (None but for a
-    binary model) of a model file's content: a `FixedThresholdClassifier` around the pipeline (binary,
-    `modelling.model_parts`) or the pipeline alone, its first step `clean` (multiclass, regression). Any other shape,
-    or a shape of another kind than `task`, is a `StageError` of `stage` naming `source` and the fix."""
-    if isinstance(model, sk_model_selection.FixedThresholdClassifier):
-        cleaner, pipeline, threshold = model_parts(model, stage, source)
-    elif isinstance(model, sk_pipeline.Pipeline) and len(model.steps) > 1 and model.steps[0][0] == "clean":
-        cleaner, pipeline, threshold = model[0], model[1:], None
-    else:
-        cleaner, pipeline, threshold = model_parts(model, stage, source)   # the older shape: refused, with the fix
-    if (threshold is None) == (task == "binary"):
-        held = "no decision threshold" if threshold is None else "a binary model's decision threshold"
-        raise StageError(stage, source, None, f"the model file holds {held}, but the problem is {task}: "
-                                              "retrain it with `dvc repro train`")
-    return cleaner, pipeline, threshold
-
 def model_output(pipeline, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
     """What the metrics are computed on, and the classes: the positive class's probability (binary), every class's
     probability in the order of the model's classes (multiclass), the predicted value (regression, no classes)."""
@@ -594,7 +577,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     spec, threshold_info = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))
     check_segments(list(settings["segments"]), spec["categorical"])
     model = load_model(resolve(catalog.MODEL, root), stage="evaluate")   # the recorded model, or a refusal
-    _, model, threshold = fitted_parts(model, problem.task)   # rows already clean: the pipeline after the cleaner
+    _, model, threshold = model_parts(model, "evaluate", task=problem.task)   # rows already clean: the pipeline after the cleaner
     train = read_table(resolve(catalog.TRAIN, root), "evaluate", [spec["label"], "cutoff"])
     test = read_table(resolve(catalog.TEST, root), "evaluate", model_columns(spec) + [spec["label"], "cutoff"])
     output, classes = model_output(model, test[model_columns(spec)], problem.task)

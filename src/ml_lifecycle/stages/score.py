@@ -20,13 +20,12 @@ from ..params import params_contract
 from ..tables import atomic_write, iter_table, read_json, table_columns, write_json
 from ..project import will_exist
 from ..gate import check_statistics, load_schema, modelling_schema, skew_anomalies, streamed_statistics
-from ..modelling import decide, load_model, model_columns, model_parts, resolved_problem
+from ..modelling import decide, load_model, model_columns, model_parts, model_task, resolved_problem
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'SKEW_SEED', 'check_inputs', 'batch_chunks', 'model_task', 'kind_parts', 'score_chunk',
-           'write_predictions', 'training_sample', 'batch_anomalies', 'unseen_level_rows', 'write_batch_report',
-           'refuse_batch', 'run']
+__all__ = ['PARAMS_SCHEMA', 'SKEW_SEED', 'check_inputs', 'batch_chunks', 'score_chunk', 'write_predictions', 'training_sample',
+           'batch_anomalies', 'unseen_level_rows', 'write_batch_report', 'refuse_batch', 'run']
 
 # %% ../../../nbs/10_score.ipynb #10c006
 PARAMS_SCHEMA = params_contract("score", {
@@ -61,22 +60,6 @@ def batch_chunks(path: Path, spec: dict, cleaner, chunk_rows: int, counts: dict 
         yield chunk
 
 # %% ../../../nbs/10_score.ipynb #10c012
-def model_task(model) -> str:
-    """The kind of problem a model file answers: `binary` (decisions at a threshold, `modelling.assemble_model`),
-    `multiclass` (a pipeline with classes) or `regression` (a pipeline without)."""
-    if hasattr(model, "threshold"):
-        return "binary"
-    return "multiclass" if hasattr(model, "classes_") else "regression"
-
-def kind_parts(model, stage: str = "score", source: str = catalog.MODEL) -> tuple:
-    """The cleaner, the fitted pipeline after it and the decision threshold of a model file of any kind: the
-    threshold is None for a multiclass or regression model (the pipeline of the cleaner and the fitted steps). A model
-    of another shape is `modelling.model_parts`'s `StageError` of `stage`, naming `source` and the fix."""
-    steps = getattr(model, "steps", None)
-    if hasattr(model, "threshold") or not (steps and steps[0][0] == "clean" and len(steps) > 1):
-        return model_parts(model, stage, source)
-    return model[0], model[1:], None
-
 def score_chunk(model, chunk: pd.DataFrame, spec: dict, task: str = "binary") -> pd.DataFrame:
     """The id and the model's output for every row of `chunk`, raw as read (the model file cleans the rows itself): for
     a binary problem the predicted probability and the decision (act or not, at the model's threshold); for classes
@@ -240,7 +223,7 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     """Load the model (only the one train recorded), clean the batch with the model's cleaner, validate it (refuse it
     on any anomaly), score the raw batch chunk by chunk with the model file alone, write the predictions and a summary.
-    The model file answers the kind of problem it was trained for (`model_task`): the problem's, or it is refused."""
+    The model file answers the kind of problem it was trained for (`modelling.model_task`): the problem's, or it is refused."""
     root = Path(root or project_root())
     settings = params["score"]
     model = load_model(resolve(catalog.MODEL, root), stage="score")   # a model changed since training scores nothing
@@ -248,7 +231,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     if task != problem.task:   # trained for another kind of problem than the one framed now
         raise StageError("score", catalog.MODEL, None, f"the model file answers a {task} problem, but the problem is "
                                                        f"{problem.task}: retrain it with `dvc repro train`")
-    cleaner, _, threshold = kind_parts(model, "score", catalog.MODEL)   # the model file's own cleaning (and threshold)
+    cleaner, _, threshold = model_parts(model, "score", catalog.MODEL)   # the model file's own cleaning (and threshold)
     spec, batch = read_json(resolve(catalog.FEATURE_SPEC, root)), resolve(settings["batch"], root)
     unseen_settings, cells = params["validate"]["unseen_levels"], {}
     anomalies, unseen, skew = batch_anomalies(
