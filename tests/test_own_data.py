@@ -173,6 +173,7 @@ REGRESSION = {("problem", "task"): "auto", ("problem", "positive_class"): None, 
               ("problem", "cost_false_negative"): None, ("train", "decision_threshold"): "cost_optimal",
               ("select", "candidates"): {
                   "ridge": {"fixed": {}, "search": {"alpha": {"log_uniform": [0.01, 100.0]}}},
+                  "random_forest": {"fixed": {"n_jobs": 2}, "search": {"min_samples_leaf": [5, 20]}},
                   "hist_gradient_boosting": {"fixed": {"max_iter": 300, "early_stopping": True},
                                              "search": {"learning_rate": {"log_uniform": [0.05, 0.3]},
                                                         "max_leaf_nodes": [31, 63]}}}}
