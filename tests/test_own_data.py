@@ -235,7 +235,7 @@ def test_bike_sharing_is_a_regression_whose_parts_of_the_count_are_flagged(quick
                    for m in plain_models(spec, classifier=False))
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["rmse"] <= 1.02 * baseline, (metrics["rmse"], baseline)
-    assert metrics["rmse"] < min(b["rmse"] for b in metrics["naive_baseline"].values())
+    assert metrics["rmse"] < min(b["rmse"] for b in metrics["naive_baselines"].values())
     predictions = pd.read_parquet(project / "data/predictions/predictions.parquet")
     assert len(predictions) == metrics["n_test"] and predictions["prediction"].notna().all()
 
@@ -267,7 +267,7 @@ def test_occupancy_head_count_is_a_multiclass_problem(quick_start):
                    for m in plain_models(spec, classifier=True))
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["macro_f1"] >= baseline - 0.01, (metrics["macro_f1"], baseline)
-    assert metrics["log_loss"] < metrics["naive_baseline"]["class_prior"]["log_loss"]
+    assert metrics["log_loss"] < metrics["naive_baselines"]["class_prior"]["log_loss"]
     predictions = pd.read_parquet(project / "data/predictions/predictions.parquet")
     assert {f"probability_{c}" for c in range(4)} <= set(predictions.columns), predictions.columns
     assert predictions["prediction"].isin(range(4)).all()
