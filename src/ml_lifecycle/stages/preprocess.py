@@ -329,13 +329,13 @@ def split_report(snapshots: pd.DataFrame, label: str, task: str = "binary") -> p
 # %% ../../../nbs/05_preprocess.ipynb #05c023
 PARAMS_SCHEMA = params_contract("preprocess", {
     "units": {"type": "string", "minLength": 1},
-    "event_history": {"oneOf": [{"type": "null"}, {
-        "type": "object", "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
+    "event_history": {   # null, or an object (its keywords apply to an object only: an error names the key at fault)
+        "type": ["object", "null"], "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
         "properties": {"table": {"type": "string"}, "signup_column": {"type": "string"},
                        "amount_cap_quantile": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
                        "train_snapshots": {"type": "integer", "minimum": 1, "maximum": 24},
                        "serving_as_of": {"type": "string", "format": "date"},
-                       "label": {"enum": list(EVENT_LABEL_TASKS)}}}]},   # absent: churn
+                       "label": {"enum": list(EVENT_LABEL_TASKS)}}},   # absent: churn
     "timestamp_column": {"type": ["string", "null"]},
     "test_size": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
     "drop_columns": {"type": "array", "items": {"type": "string"}},
