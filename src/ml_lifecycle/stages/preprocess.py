@@ -22,11 +22,11 @@ from ..modelling import Problem, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units', 'amount_cap', 'clean_events',
-           'snapshot_cutoffs', 'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels', 'positive_classes',
-           'is_positive', 'require_positive_class', 'class_labels', 'number_labels', 'label_from_column',
-           'require_both_splits', 'split_table', 'date_columns', 'labels_from_events', 'no_events',
-           'labels_from_column', 'split_report', 'check_inputs', 'run']
+__all__ = ['EVENT_LABEL_TASKS', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units',
+           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'event_label', 'label_snapshots', 'serving_snapshot',
+           'label_token', 'known_labels', 'positive_classes', 'is_positive', 'require_positive_class', 'class_labels',
+           'number_labels', 'label_from_column', 'require_both_splits', 'split_table', 'date_columns',
+           'labels_from_events', 'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
 def columns_report(decisions: list[dict]) -> str:
@@ -100,9 +100,16 @@ def snapshot_cutoffs(problem: Problem, train_snapshots: int) -> dict[pd.Timestam
     cutoffs = {problem.cutoff_date - step * k: "train" for k in range(train_snapshots, 0, -1)}
     return {**cutoffs, problem.cutoff_date: "test"}
 
+EVENT_LABEL_TASKS = {"churn": "binary", "spend": "regression"}   # preprocess.event_history.label: its kind of problem
+
+def event_label(history: Mapping) -> str:
+    "The label an event history derives: `preprocess.event_history.label`, churn when absent."
+    return history.get("label") or "churn"
+
 def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict[pd.Timestamp, str],
-                    problem: Problem, stage: str = "preprocess") -> pd.DataFrame:
-    "Customers active at each cutoff, with the cutoff, the split and the churn label."
+                    problem: Problem, stage: str = "preprocess", label: str = "churn") -> pd.DataFrame:
+    """Customers active at each cutoff, with the cutoff, the split and the label of the `horizon_days` after it:
+    churn (1: no event in them, as int64) or spend (the sum of the event amounts in them, 0 for none, as float64)."""
     idc, horizon = problem.id_column, pd.Timedelta(days=problem.horizon_days)
     window = pd.Timedelta(days=problem.active_window_days)
     last_event = events["timestamp"].max()
@@ -115,13 +122,21 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
         ts = events["timestamp"]
         active = events.loc[(ts >= cutoff - window) & (ts < cutoff), idc].unique()
         active = customers.loc[customers[idc].isin(active) & (customers["signup_date"] < cutoff), idc]
-        stayed = set(events.loc[(ts >= cutoff) & (ts < cutoff + horizon), idc])
-        rows.append(pd.DataFrame({idc: active.to_numpy(), "cutoff": cutoff, "split": split,
-                                  problem.label: (~active.isin(stayed)).astype("int64").to_numpy()}))
+        after = events.loc[(ts >= cutoff) & (ts < cutoff + horizon)]
+        if label == "spend":
+            spent = after.groupby(idc)["amount"].sum()
+            y = active.map(spent).fillna(0.0).astype("float64")
+        else:
+            y = (~active.isin(set(after[idc]))).astype("int64")
+        rows.append(pd.DataFrame({idc: active.to_numpy(), "cutoff": cutoff, "split": split, problem.label: y.to_numpy()}))
     snapshots = pd.concat(rows, ignore_index=True)
     for split in ("train", "test"):
         part = snapshots[snapshots["split"] == split]
         require_rows(part, stage, f"{catalog.RAW}/events.parquet", f"active customers in the {split} snapshots")
+        if part[problem.label].nunique() < 2 and label == "spend":
+            raise StageError(stage, f"{catalog.RAW}/events.parquet", problem.label,
+                             f"every customer in the {split} snapshots spends {part[problem.label].iloc[0]:g} in the "
+                             f"{problem.horizon_days} days after the cutoff; a regression needs a label that varies")
         if part[problem.label].nunique() < 2:
             raise StageError(stage, f"{catalog.RAW}/events.parquet", problem.label,
                              f"the {split} snapshots hold only one class; a classifier needs both")
@@ -282,7 +297,8 @@ def labels_from_events(units: pd.DataFrame, units_table: str, events_file: Path,
     units = units.rename(columns={history["signup_column"]: "signup_date"})
     events, report = clean_events(read_table(events_file, stage, [id_column, "timestamp", "amount"]), units[id_column],
                                   id_column, problem.require_event_settings(stage).cutoff_date, history["amount_cap_quantile"])
-    snapshots = label_snapshots(units, events, snapshot_cutoffs(problem, history["train_snapshots"]), problem)
+    snapshots = label_snapshots(units, events, snapshot_cutoffs(problem, history["train_snapshots"]), problem, stage,
+                                event_label(history))
     serving = serving_snapshot(units, events, pd.Timestamp(history["serving_as_of"]), problem)
     return units, events, snapshots, serving, report
 
@@ -313,12 +329,13 @@ def split_report(snapshots: pd.DataFrame, label: str, task: str = "binary") -> p
 # %% ../../../nbs/05_preprocess.ipynb #05c023
 PARAMS_SCHEMA = params_contract("preprocess", {
     "units": {"type": "string", "minLength": 1},
-    "event_history": {"oneOf": [{"type": "null"}, {
-        "type": "object", "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
+    "event_history": {   # null, or an object (its keywords apply to an object only: an error names the key at fault)
+        "type": ["object", "null"], "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
         "properties": {"table": {"type": "string"}, "signup_column": {"type": "string"},
                        "amount_cap_quantile": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
                        "train_snapshots": {"type": "integer", "minimum": 1, "maximum": 24},
-                       "serving_as_of": {"type": "string", "format": "date"}}}]},
+                       "serving_as_of": {"type": "string", "format": "date"},
+                       "label": {"enum": list(EVENT_LABEL_TASKS)}}},   # absent: churn
     "timestamp_column": {"type": ["string", "null"]},
     "test_size": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
     "drop_columns": {"type": "array", "items": {"type": "string"}},
@@ -365,9 +382,11 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     root = project_root() if root is None else Path(root)
     problem = resolved_problem(params["problem"], root, "preprocess")   # of the kind the problem stage decided
     settings, history = params["preprocess"], params["preprocess"]["event_history"]
-    if history and problem.task != "binary":
-        raise StageError("preprocess", "params.yaml", "problem.task", f"'{problem.task}' with an event history: the "
-                                                                     "label derived from the events is binary (churned or not)")
+    expected = EVENT_LABEL_TASKS.get(event_label(history)) if history else None
+    if history and problem.task != expected:
+        raise StageError("preprocess", "params.yaml", "problem.task",
+                         f"'{problem.task}' with an event history whose label is {event_label(history)} "
+                         f"(preprocess.event_history.label): that label is {expected} (rerun the problem stage)")
     id_column, units_table = unit_id(problem.id_column), catalog.raw_table(settings["units"])
     raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
     units, report, recipe = clean_units(

@@ -19,11 +19,15 @@ from ..modelling import PROBLEM_SCHEMA, Problem, infer_task
 from ..project import visible_values
 
 # %% auto #0
-__all__ = ['SHOWN_CLASSES', 'PARAMS_SCHEMA', 'label_as_read', 'problem_kind', 'label_classes', 'label_text', 'problem_card',
-           'check_inputs', 'run']
+__all__ = ['SHOWN_CLASSES', 'EVENT_LABELS', 'PARAMS_SCHEMA', 'label_as_read', 'event_label', 'problem_kind', 'label_classes',
+           'label_text', 'problem_card', 'check_inputs', 'run']
 
 # %% ../../../nbs/01_problem.ipynb #01c003b
 SHOWN_CLASSES = 10   # a multiclass label with at most this many classes has them listed on the card
+EVENT_LABELS = {     # preprocess.event_history.label: the kind of problem each label derived from the events makes
+    "churn": ("binary", "a unit churns or not: 1/0"),
+    "spend": ("regression", "the amount a unit spends after the cutoff: a number"),
+}
 
 def label_as_read(values: pd.Series) -> pd.Series:
     "A label's values as the cleaning rules read them: numbers stored as text as numbers, other text trimmed."
@@ -32,19 +36,35 @@ def label_as_read(values: pd.Series) -> pd.Series:
     numbers = text_as_numbers(values)
     return numbers if numbers is not None else as_text(values).astype(object)
 
+def event_label(history: Mapping, stage: str = "problem") -> str:
+    "Which label an event history derives (`preprocess.event_history.label`; absent: churn)."
+    label = history.get("label") or "churn"
+    if label not in EVENT_LABELS:
+        raise StageError(stage, "params.yaml", "preprocess.event_history.label",
+                         f"'{label}' is not a label derived from events: choose one of {list(EVENT_LABELS)}")
+    return label
+
 def problem_kind(task: str, history: Mapping | None, values: pd.Series | None, source: str = "params.yaml",
                  stage: str = "problem") -> tuple[str, str]:
-    """The kind of problem (`binary`, `multiclass` or `regression`) and why: `task` when set; binary for a label
-    derived from an event history; else inferred from the label's `values` (`modelling.infer_task`), read at `source`.
+    """The kind of problem (`binary`, `multiclass` or `regression`) and why: for a label derived from an event history,
+    the kind of that label (churn: binary, spend: regression; a `task` that contradicts it is refused); else `task`
+    when set, or the kind inferred from the label's `values` (`modelling.infer_task`), read at `source`.
     `auto` is returned only when there is nothing to decide from yet (`values` None)."""
-    if history and task not in ("auto", "binary"):
-        raise StageError(stage, "params.yaml", "problem.task",
-                         f"'{task}' with an event history: the label derived from the events is churned or not, a "
-                         "binary problem (set task: binary or auto, or preprocess.event_history: null to use a label column)")
+    if history:
+        label = event_label(history, stage)
+        kind, why = EVENT_LABELS[label]
+        if task not in ("auto", kind):
+            other = [name for name, (k, _) in EVENT_LABELS.items() if k == task]
+            instead = f"preprocess.event_history.label: {other[0]}" if other else "preprocess.event_history: null " \
+                "to use a label column"
+            raise StageError(stage, "params.yaml", "problem.task",
+                             f"'{task}' contradicts the label derived from the event history "
+                             f"(preprocess.event_history.label: {label}): {label} is a {kind} problem ({why}); set "
+                             f"task: {kind} or auto, or {instead}")
     if task != "auto":
         return task, "set in params.yaml (problem.task)"
     if history:
-        return "binary", "the label is derived from an event history (a unit churns or not: 1/0)"
+        return kind, f"the label is derived from an event history ({why})"
     if values is None:
         return "auto", "the label is not in sight yet"
     try:
@@ -63,7 +83,9 @@ def label_classes(values: pd.Series) -> list:
 # %% ../../../nbs/01_problem.ipynb #01c005
 def label_text(p: Problem, classes: list | None = None) -> str:
     "The card's Label row: what the label is, for the problem's kind."
-    if p.cutoff_date is not None:
+    if p.cutoff_date is not None:   # derived from an event history: churn (binary) or spend (regression)
+        if p.task == "regression":
+            return f"`{p.label}`, the amount spent in the {p.horizon_days} days after the cutoff (0 for none)"
         return f"`{p.label}` = 1 when there is no event in the {p.horizon_days} days after the cutoff"
     if p.task == "regression":
         return f"`{p.label}`, a number to predict"
@@ -108,12 +130,13 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     """Decide the kind of problem (from the gathered label column, when `task` is auto), check the definition against
     it, and write `reports/problem.md` (the card) and `reports/problem.json` (with `task` and `task_reason`)."""
     root = project_root() if root is None else Path(root)
-    problem = Problem.from_params(params["problem"])
+    requested = params["problem"].get("task", "auto")
+    problem = Problem.from_params({**params["problem"], "task": "auto"})   # checked against its kind once decided
     history, units = params["preprocess"]["event_history"], params["preprocess"]["units"]
     values, source = None, catalog.raw_table(units)
-    if not history and problem.task in ("auto", "multiclass"):   # the label column alone
+    if not history and requested in ("auto", "multiclass"):   # the label column alone
         values = read_table(resolve(source, root), "problem", [problem.label], only=True)[problem.label]
-    task, reason = problem_kind(problem.task, history, values, source)
+    task, reason = problem_kind(requested, history, values, source)
     problem = problem.with_task(task)
     classes = label_classes(values) if task == "multiclass" and values is not None else None
     summary = {**problem.to_dict(), "task_reason": reason}
