@@ -252,6 +252,7 @@ def test_occupancy_head_count_is_a_multiclass_problem(quick_start):
         ("problem", "task"): "auto", ("problem", "positive_class"): None, ("problem", "primary_metric"): "macro_f1",
         ("problem", "success_threshold"): 0.5, ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
     result = run("dvc repro features", project, check=False)
+    assert (project / "reports/leakage.md").is_file(), result.stdout[-3000:] + result.stderr[-3000:]
     problem = json.loads((project / "reports/problem.json").read_text())
     assert problem["task"] == "multiclass" and "whole numbers" in problem["task_reason"], problem
     flagged = [line.split("|")[1].strip() for line in (project / "reports/leakage.md").read_text().splitlines()
