@@ -343,11 +343,14 @@ def task_metrics(task: str, y_true, output, classes=None) -> dict[str, float]:
         predicted = classes[output.argmax(axis=1)]
         scores = {"log_loss": float(m.log_loss(y_true, output, labels=classes)),
                   "balanced_accuracy": float(m.balanced_accuracy_score(y_true, predicted)),
-                  "macro_f1": float(m.f1_score(y_true, predicted, labels=classes, average="macro", zero_division=0))}
+                  # over the classes in the hold-out or predicted: a class a later period lacks is no class missed
+                  "macro_f1": float(m.f1_score(y_true, predicted, average="macro", zero_division=0))}
         present = np.isin(classes, y_true)
-        if present.sum() > 1:   # each class present in the hold-out against the rest
-            scores["roc_auc_ovr"] = float(m.roc_auc_score(y_true, output[:, present] / output[:, present].sum(axis=1, keepdims=True),
-                                                          multi_class="ovr", labels=classes[present]))
+        shares = output[:, present] / output[:, present].sum(axis=1, keepdims=True)
+        if present.sum() == 2:   # two classes in the hold-out: one against the other
+            scores["roc_auc_ovr"] = float(m.roc_auc_score(y_true == classes[present][1], shares[:, 1]))
+        elif present.sum() > 2:   # each class present in the hold-out against the rest
+            scores["roc_auc_ovr"] = float(m.roc_auc_score(y_true, shares, multi_class="ovr", labels=classes[present]))
         return scores
     scores = {"rmse": float(np.sqrt(m.mean_squared_error(y_true, output))),
               "mae": float(m.mean_absolute_error(y_true, output)), "r2": float(m.r2_score(y_true, output))}
