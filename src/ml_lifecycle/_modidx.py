@@ -203,6 +203,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'ml_lifecycle.modelling.decision_profit': ( 'modelling.html#decision_profit',
                                                                                     'ml_lifecycle/modelling.py'),
                                         'ml_lifecycle.modelling.digest_file': ('modelling.html#digest_file', 'ml_lifecycle/modelling.py'),
+                                        'ml_lifecycle.modelling.fold_groups': ('modelling.html#fold_groups', 'ml_lifecycle/modelling.py'),
                                         'ml_lifecycle.modelling.grouped_folds': ( 'modelling.html#grouped_folds',
                                                                                   'ml_lifecycle/modelling.py'),
                                         'ml_lifecycle.modelling.grouped_sample': ( 'modelling.html#grouped_sample',

@@ -37,12 +37,12 @@ sio = lazy_import("skops.io")
 # %% auto #0
 __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_preprocessing', 'sio', 'TASKS', 'TASK_METRICS',
            'METRICS', 'LOWER_IS_BETTER', 'PROBLEM_SCHEMA', 'MAX_CLASSES', 'FEW_CODES', 'MANY_VALUES', 'CANDIDATES',
-           'SCORING', 'TASK_SCORING', 'TRUSTED_TYPES', 'Problem', 'infer_task', 'resolved_problem', 'decision_profit',
-           'profit_curve', 'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'model_family', 'make_model',
-           'make_pipeline', 'task_scoring', 'scorer_sign', 'model_columns', 'stratification_labels',
-           'QuantileGroupKFold', 'grouped_folds', 'grouped_sample', 'task_metrics', 'naive_baseline',
-           'canonical_archive', 'save_model', 'load_model', 'digest_file', 'write_model_digest', 'verify_model',
-           'assemble_model', 'model_parts', 'model_task', 'decide']
+           'SCORING', 'TASK_SCORING', 'TIME_BLOCKS', 'TRUSTED_TYPES', 'Problem', 'infer_task', 'resolved_problem',
+           'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits', 'make_preprocessor',
+           'model_family', 'make_model', 'make_pipeline', 'task_scoring', 'scorer_sign', 'model_columns',
+           'stratification_labels', 'QuantileGroupKFold', 'grouped_folds', 'grouped_sample', 'fold_groups',
+           'task_metrics', 'naive_baseline', 'canonical_archive', 'save_model', 'load_model', 'digest_file',
+           'write_model_digest', 'verify_model', 'assemble_model', 'model_parts', 'model_task', 'decide']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 TASKS = ("binary", "multiclass", "regression")
@@ -329,6 +329,22 @@ def grouped_sample(y, groups, max_rows: int | None, seed: int) -> np.ndarray:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(size) - size, size)
     return np.flatnonzero((rank < quota[stratum])[group])
+
+# %% ../../nbs/00c_modelling.ipynb #00cc019e
+TIME_BLOCKS = 10   # a table split by time: its training rows cut into this many stretches of consecutive time
+
+def fold_groups(table: pd.DataFrame, spec: dict, blocks: int = TIME_BLOCKS) -> np.ndarray:
+    """What a fold keeps together: each unit's rows (its id). A table split by time whose units each occur once (rows
+    with a `cutoff` of several values) is cut into `blocks` stretches of consecutive time instead: rows minutes apart
+    look alike, so folds of shuffled rows score a model on the very days it trained on, and choose the one that
+    memorises them; the later days of the hold-out say otherwise (the occupancy data's sensors)."""
+    ids = table[spec["id_column"]]
+    if "cutoff" not in table or ids.duplicated().any() or table["cutoff"].nunique() < 2:
+        return ids.to_numpy()
+    order = np.lexsort((np.arange(len(table)), table["cutoff"].to_numpy()))   # by time, then as stored
+    block = np.empty(len(table), dtype=np.int64)
+    block[order] = np.arange(len(table)) * blocks // len(table)
+    return block
 
 # %% ../../nbs/00c_modelling.ipynb #00cc019c
 def task_metrics(task: str, y_true, output, classes=None) -> dict[str, float]:

@@ -15,8 +15,8 @@ from ..core import StageError, lazy_import, resolve
 from ..params import params_contract
 from ..tables import read_json, read_table, write_json
 from ..modelling import (
-    CANDIDATES, LOWER_IS_BETTER, METRICS, TASKS, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns,
-    model_family, resolved_problem, stratification_labels, task_scoring)
+    CANDIDATES, LOWER_IS_BETTER, METRICS, TASKS, fold_groups, grouped_folds, grouped_sample, make_model,
+    make_pipeline, model_columns, model_family, resolved_problem, stratification_labels, task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
 # Imported on first use: every stage's command imports this module for its parameter contract.
@@ -50,7 +50,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
     resource, from `min_rows` rows; all rows when None), then each candidate's survivor confirmed on all rows with
     the mean and std of every metric of the `task` (`confirmed` is True on those rows). Errors and losses are
     reported as they are, positive (scikit-learn's scorers negate them to maximise them)."""
-    X, y, groups = train[model_columns(spec)], train[spec["label"]], train[spec["id_column"]]
+    X, y, groups = train[model_columns(spec)], train[spec["label"]], fold_groups(train, spec)
     scoring = task_scoring(task, y)
     if primary_metric not in scoring:
         why = " (mape needs a label above zero everywhere)" if primary_metric == "mape" else ""

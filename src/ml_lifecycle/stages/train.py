@@ -19,8 +19,8 @@ from ..core import lazy_import, resolve
 from ..params import params_contract
 from ..tables import read_json, read_table, write_json
 from ..modelling import (
-    Problem, assemble_model, cost_optimal_threshold, decision_profit, grouped_folds, grouped_sample, make_model, make_pipeline,
-    model_columns, resolved_problem, save_model, write_model_digest)
+    Problem, assemble_model, cost_optimal_threshold, decision_profit, fold_groups, grouped_folds, grouped_sample,
+    make_model, make_pipeline, model_columns, resolved_problem, save_model, write_model_digest)
 
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.pipeline import Pipeline
@@ -36,7 +36,7 @@ __all__ = ['sk_model_selection', 'sk_pipeline', 'PARAMS_SCHEMA', 'out_of_fold_pr
 def out_of_fold_proba(pipeline: Pipeline, train: pd.DataFrame, spec: dict, cv_folds: int, seed: int) -> np.ndarray:
     "Churn probabilities of every row of `train` from a model that did not see that row's customer."
     return sk_model_selection.cross_val_predict(pipeline, train[model_columns(spec)], train[spec["label"]],
-                                                groups=train[spec["id_column"]], cv=grouped_folds(cv_folds, seed),
+                                                groups=fold_groups(train, spec), cv=grouped_folds(cv_folds, seed),
                                                 method="predict_proba")[:, 1]
 
 def choose_threshold(setting: str | float, y_true: np.ndarray, proba: np.ndarray, problem: Problem) -> dict:
