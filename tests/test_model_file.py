@@ -19,7 +19,7 @@ from ml_lifecycle.check import toy_project
 from ml_lifecycle.modelling import load_model, model_parts
 from test_own_data import BANK, own_data_project
 
-PROBLEM = {"name": "toy", "id_column": "customer_id", "label": "churned", "primary_metric": "roc_auc",
+PROBLEM = {"name": "toy", "task": "binary", "id_column": "customer_id", "label": "churned", "primary_metric": "roc_auc",
            "success_threshold": 0.6, "cost_false_positive": 10, "cost_false_negative": 60}
 
 

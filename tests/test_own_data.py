@@ -141,7 +141,8 @@ def test_occupancy_splits_by_date_and_accepts_its_sensors_by_name(quick_start):
     accepted by name, one params line each. The later, warmer days are scored, their skew named as a warning."""
     project = own_data_project(quick_start, OCCUPANCY, "rooms", {
         ("problem", "name"): "occupied room", ("problem", "label"): "Room_Occupancy_Count",
-        ("problem", "positive_class"): [1, 2, 3], ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
+        ("problem", "positive_class"): [1, 2, 3], ("problem", "task"): "binary",   # four values: binary by choice
+        ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
     result = run("dvc repro features", project, check=False)
     assert result.returncode != 0 and "features.leakage.accept" in result.stdout + result.stderr
     flagged = [line.split("|")[1].strip() for line in (project / "reports/leakage.md").read_text().splitlines()
@@ -165,3 +166,109 @@ def test_occupancy_splits_by_date_and_accepts_its_sensors_by_name(quick_start):
     assert summary["rows"] == metrics["n_test"], summary
     if summary["skew_warnings"]:
         assert "Skew against the training rows (warnings)" in (project / "reports/score/anomalies.md").read_text()
+
+
+BIKES = DATASETS / "bike_sharing_hourly.csv"
+REGRESSION = {("problem", "task"): "auto", ("problem", "positive_class"): None, ("problem", "cost_false_positive"): None,
+              ("problem", "cost_false_negative"): None, ("train", "decision_threshold"): "cost_optimal",
+              ("select", "candidates"): {
+                  "ridge": {"fixed": {}, "search": {"alpha": {"log_uniform": [0.01, 100.0]}}},
+                  "random_forest": {"fixed": {"n_jobs": 2}, "search": {"min_samples_leaf": [5, 20]}},
+                  "hist_gradient_boosting": {"fixed": {"max_iter": 300, "early_stopping": True},
+                                             "search": {"learning_rate": {"log_uniform": [0.05, 0.3]},
+                                                        "max_leaf_nodes": [31, 63]}}}}
+
+
+def features_and_split(project):
+    spec = json.loads((project / "data/features/spec.json").read_text())
+    train, test = (pd.read_parquet(project / f"data/features/{s}.parquet") for s in ("train", "test"))
+    return spec, train, test
+
+
+def plain_models(spec, classifier: bool):
+    "Plain scikit-learn on the same columns: a linear model and histogram gradient boosting with default settings."
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+    num, cat = spec["numeric"], spec["categorical"]
+    linear = make_pipeline(make_column_transformer(
+        (make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num),
+        (OneHotEncoder(handle_unknown="ignore", min_frequency=0.01), cat)),
+        LogisticRegression(max_iter=2000) if classifier else Ridge())
+    boosting = (HistGradientBoostingClassifier if classifier else HistGradientBoostingRegressor)(
+        categorical_features=list(range(len(cat))), random_state=0)
+    boosted = make_pipeline(make_column_transformer(
+        (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1), cat),
+        ("passthrough", num)), boosting)
+    return linear, boosted
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not BIKES.is_file(), reason="../shared/datasets/bike_sharing_hourly.csv is not here")
+def test_bike_sharing_is_a_regression_whose_parts_of_the_count_are_flagged(quick_start):
+    """Hourly bike rentals: `cnt` is a count with hundreds of values, so `task: auto` infers a regression. `casual` and
+    `registered` add up to `cnt`: the guard flags both; dropped in params, the run completes, split by time on
+    `dteday`, with a hold-out RMSE no more than 2% above the better of ridge and histogram gradient boosting."""
+    from sklearn.metrics import root_mean_squared_error
+    project = own_data_project(quick_start, BIKES, "bikes", {
+        ("problem", "name"): "hourly rentals", ("problem", "label"): "cnt", ("problem", "primary_metric"): "rmse",
+        ("problem", "success_threshold"): 100.0, ("preprocess", "timestamp_column"): "dteday",
+        ("evaluate", "segments"): ["season"], ("features", "categorical"): ["season", "weathersit"], **REGRESSION})
+    result = run("dvc repro features", project, check=False)
+    assert result.returncode != 0 and "features.leakage.accept" in result.stdout + result.stderr
+    problem = json.loads((project / "reports/problem.json").read_text())
+    assert problem["task"] == "regression" and "number" in problem["task_reason"], problem
+    assert "regression" in (project / "reports/problem.md").read_text()
+    flagged = {line.split("|")[1].strip() for line in (project / "reports/leakage.md").read_text().splitlines()
+               if "| flagged " in line}
+    assert {"casual", "registered"} <= flagged, flagged
+    set_params(project, {("preprocess", "drop_columns"): ["casual", "registered"]})
+    result = run("dvc repro", project, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| flagged |" not in (project / "reports/leakage.md").read_text()
+    spec, train, test = features_and_split(project)
+    columns = spec["numeric"] + spec["categorical"]
+    baseline = min(root_mean_squared_error(test["cnt"], m.fit(train[columns], train["cnt"]).predict(test[columns]))
+                   for m in plain_models(spec, classifier=False))
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["rmse"] <= 1.02 * baseline, (metrics["rmse"], baseline)
+    assert metrics["rmse"] < min(b["rmse"] for b in metrics["naive_baselines"].values())
+    predictions = pd.read_parquet(project / "data/predictions/predictions.parquet")
+    assert len(predictions) == metrics["n_test"] and predictions["prediction"].notna().all()
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not OCCUPANCY.is_file(), reason="../shared/datasets/occupancy.csv is not here")
+def test_occupancy_head_count_is_a_multiclass_problem(quick_start):
+    """The room's head count (0-3) as classes: `task: auto` infers multiclass from four whole numbers. The light
+    sensors are accepted by name; macro-F1 on the later days no more than 0.01 below the better of logistic
+    regression and histogram gradient boosting on the same split."""
+    from sklearn.metrics import f1_score
+    project = own_data_project(quick_start, OCCUPANCY, "rooms", {
+        ("problem", "name"): "people in the room", ("problem", "label"): "Room_Occupancy_Count",
+        ("problem", "task"): "auto", ("problem", "positive_class"): None, ("problem", "primary_metric"): "macro_f1",
+        ("problem", "success_threshold"): 0.5, ("preprocess", "timestamp_column"): "Date", ("evaluate", "segments"): []})
+    result = run("dvc repro features", project, check=False)
+    assert (project / "reports/leakage.md").is_file(), result.stdout[-3000:] + result.stderr[-3000:]
+    problem = json.loads((project / "reports/problem.json").read_text())
+    assert problem["task"] == "multiclass" and "whole numbers" in problem["task_reason"], problem
+    flagged = [line.split("|")[1].strip() for line in (project / "reports/leakage.md").read_text().splitlines()
+               if "| flagged " in line]
+    assert result.returncode != 0 and "S1_Light" in flagged, flagged
+    set_params(project, {("features", "leakage", "accept"): [
+        {"feature": f, "reason": "the sensor reads the room's use as it happens: known at scoring"} for f in flagged]})
+    result = run("dvc repro", project, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    spec, train, test = features_and_split(project)
+    columns, label = spec["numeric"] + spec["categorical"], "Room_Occupancy_Count"
+    baseline = max(f1_score(test[label], m.fit(train[columns], train[label]).predict(test[columns]), average="macro")
+                   for m in plain_models(spec, classifier=True))
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["macro_f1"] >= baseline - 0.01, (metrics["macro_f1"], baseline)
+    assert metrics["log_loss"] < metrics["naive_baselines"]["class_prior"]["log_loss"]
+    predictions = pd.read_parquet(project / "data/predictions/predictions.parquet")
+    assert {f"probability_{c}" for c in range(4)} <= set(predictions.columns), predictions.columns
+    assert predictions["prediction"].isin(range(4)).all()

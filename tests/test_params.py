@@ -100,13 +100,13 @@ def test_the_static_check_reads_the_run_function_and_skips_other_functions(tmp_p
 
 
 def test_stage_params_refuses_undeclared_keys_at_run_time():
-    params = stage_params("features", "params.yaml", root=ROOT)
-    assert params["features"]["impute_numeric"] == PARAMS["features"]["impute_numeric"]
-    assert params["problem"]["id_column"] == PARAMS["problem"]["id_column"]
+    params = stage_params("preprocess", "params.yaml", root=ROOT)
+    assert params["preprocess"]["seed"] == PARAMS["preprocess"]["seed"]
+    assert params["features"]["categorical"] == PARAMS["features"]["categorical"]
     with pytest.raises(StageError, match="does not declare") as err:
-        params["problem"]["success_threshold"]
-    assert err.value.field == "problem.success_threshold" and err.value.stage == "features"
-    assert set(params) == {"problem", "features"} and isinstance(params["problem"], StageParams)
+        params["features"]["impute_numeric"]
+    assert err.value.field == "features.impute_numeric" and err.value.stage == "preprocess"
+    assert set(params) == {"problem", "preprocess", "features"} and isinstance(params["features"], StageParams)
 
 
 def test_every_stage_runs_its_own_notebook_and_depends_on_it():

@@ -57,7 +57,8 @@ MODEL, THRESHOLD = f"{MODELS}/model.skops", f"{MODELS}/threshold.json"
 MODEL_DIGEST = f"{MODEL}.sha256"                # its SHA-256 as train wrote it (sha256sum format), committed to git
 MODEL_CARD, METRICS = "reports/model_card.md", "reports/metrics.json"
 SEGMENTS_REPORT, SEGMENTS_JSON = "reports/segments.md", "reports/segments.json"
-PLOT_NAMES = ("roc", "precision_recall", "calibration", "profit", "importance", "confusion")
+PLOT_NAMES = ("roc", "precision_recall", "calibration", "profit", "importance", "confusion", "predicted_actual",
+              "residuals")   # each written for every kind: a plot that does not apply to it holds its header only
 PREDICTIONS_FILE = f"{PREDICTIONS}/predictions.parquet"
 SCORE_ANOMALIES, SCORE_SUMMARY = "reports/score/anomalies.md", "reports/score/summary.json"
 SCORE_BATCH = "${score.batch}"    # the file params.yaml names: DVC substitutes it in dvc.yaml
@@ -85,24 +86,25 @@ def executed_notebook(notebook_name: str) -> str:
 # %% ../../nbs/00a_catalog.ipynb #00ac010
 PIPELINE = {   # dvc.yaml is generated from this and the stage modules' imports: `make dvc-yaml`
     CHECK_STAGE: {"params": [], "reads": ["params.yaml"], "writes": [CHECK_RECORD]},
-    "problem": {"params": ["problem"], "reads": [CHECK_RECORD], "writes": [PROBLEM_CARD, PROBLEM_JSON]},
     "demo_data": {"params": ["demo_data"], "reads": [CHECK_RECORD], "writes": [CRM_DATABASE, EVENT_LOG]},
     "gather": {"params": ["gather"], "reads": [CHECK_RECORD, EXTERNAL], "writes": [RAW, GATHER_SUMMARY]},
+    "problem": {"params": ["problem", "preprocess.units", "preprocess.event_history"], "reads": [CHECK_RECORD, RAW],
+                "writes": [PROBLEM_CARD, PROBLEM_JSON]},   # after gather: the label's values decide the kind of problem
     "validate": {"params": ["validate"], "reads": [CHECK_RECORD, RAW, SCHEMA],
                  "writes": [VALIDATION, REFERENCE, VALIDATION_HTML, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
                             VALIDATION_SUMMARY, DRIFT]},
-    "preprocess": {"params": ["problem", "preprocess", "features.categorical"], "reads": [CHECK_RECORD, RAW, VALIDATION],
+    "preprocess": {"params": ["problem", "preprocess", "features.categorical"], "reads": [CHECK_RECORD, PROBLEM_JSON, RAW, VALIDATION],
                    "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, COLUMNS_REPORT, PREPROCESS_REPORT]},
-    "features": {"params": ["problem.id_column", "problem.label", "features"], "reads": [CHECK_RECORD, INTERIM],
+    "features": {"params": ["problem", "features"], "reads": [CHECK_RECORD, PROBLEM_JSON, INTERIM],
                  "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
-    "select": {"params": ["problem.primary_metric", "select"], "reads": [CHECK_RECORD, TRAIN, FEATURE_SPEC],
+    "select": {"params": ["problem", "select"], "reads": [CHECK_RECORD, PROBLEM_JSON, TRAIN, FEATURE_SPEC],
                "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
-    "train": {"params": ["problem", "train"], "reads": [CHECK_RECORD, CLEANING, TRAIN, FEATURE_SPEC, CHOICE],
+    "train": {"params": ["problem", "train"], "reads": [CHECK_RECORD, PROBLEM_JSON, CLEANING, TRAIN, FEATURE_SPEC, CHOICE],
               "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
-    "evaluate": {"params": ["problem", "evaluate"], "reads": [CHECK_RECORD, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
+    "evaluate": {"params": ["problem", "evaluate"], "reads": [CHECK_RECORD, PROBLEM_JSON, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
                  "writes": [MODEL_CARD, SEGMENTS_REPORT, *map(plot_file, PLOT_NAMES), METRICS, SEGMENTS_JSON]},
-    "score": {"params": ["score", "validate.unseen_levels"],
-              "reads": [CHECK_RECORD, SCHEMA, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, SCORE_BATCH],
+    "score": {"params": ["problem", "score", "validate.unseen_levels"],
+              "reads": [CHECK_RECORD, PROBLEM_JSON, SCHEMA, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }
 OPTIONAL_STAGES = ("demo_data",)   # in the pipeline while params.yaml has the stage's section (`make no-demo` drops it)
@@ -131,5 +133,7 @@ CHARTS = [   # the top-level plots of dvc.yaml: (title, template, x, file, y)
     ("Profit by decision threshold (relative to contacting nobody)", "simple", "threshold", plot_file("profit"), "profit"),
     ("Permutation importance (drop in the primary metric)", "bar_horizontal_sorted", "importance", plot_file("importance"),
      "feature"),
-    ("Confusion matrix at the decision threshold", "confusion", "predicted", plot_file("confusion"), "actual"),
+    ("Confusion matrix at the decision (classification)", "confusion", "predicted", plot_file("confusion"), "actual"),
+    ("Predicted against actual (regression)", "scatter", "actual", plot_file("predicted_actual"), "predicted"),
+    ("Mean residual by predicted decile (regression)", "simple", "decile", plot_file("residuals"), "mean_residual"),
 ]

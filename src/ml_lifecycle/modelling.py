@@ -11,7 +11,7 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 from zipfile import ZIP_DEFLATED
@@ -24,9 +24,8 @@ from .params import check_params
 from .tables import atomic_write
 
 if TYPE_CHECKING:   # for the annotations only
-    from sklearn.base import ClassifierMixin
     from sklearn.compose import ColumnTransformer
-    from sklearn.model_selection import FixedThresholdClassifier, StratifiedGroupKFold
+    from sklearn.model_selection import FixedThresholdClassifier
     from sklearn.pipeline import Pipeline
 
 # scikit-learn and skops are imported on first use, not with this module: every stage's command imports every stage
@@ -36,35 +35,46 @@ sk_compose, sk_impute, sk_model_selection, sk_pipeline, sk_preprocessing = (
 sio = lazy_import("skops.io")
 
 # %% auto #0
-__all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_preprocessing', 'sio', 'METRICS', 'PROBLEM_SCHEMA',
-           'CANDIDATES', 'SCORING', 'TRUSTED_TYPES', 'Problem', 'decision_profit', 'profit_curve',
-           'cost_optimal_threshold', 'naive_profits', 'make_preprocessor', 'make_model', 'make_pipeline',
-           'model_columns', 'grouped_folds', 'grouped_sample', 'canonical_archive', 'save_model', 'load_model',
-           'digest_file', 'write_model_digest', 'verify_model', 'assemble_model', 'model_parts', 'decide']
+__all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_preprocessing', 'sio', 'TASKS', 'TASK_METRICS',
+           'METRICS', 'LOWER_IS_BETTER', 'PROBLEM_SCHEMA', 'MAX_CLASSES', 'FEW_CODES', 'MANY_VALUES', 'CANDIDATES',
+           'SCORING', 'TASK_SCORING', 'TIME_BLOCKS', 'TRUSTED_TYPES', 'Problem', 'infer_task', 'resolved_problem',
+           'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits', 'make_preprocessor',
+           'model_family', 'make_model', 'make_pipeline', 'task_scoring', 'scorer_sign', 'model_columns',
+           'stratification_labels', 'QuantileGroupKFold', 'grouped_folds', 'grouped_sample', 'fold_groups',
+           'task_metrics', 'naive_baseline', 'canonical_archive', 'save_model', 'load_model', 'digest_file',
+           'write_model_digest', 'verify_model', 'assemble_model', 'model_parts', 'model_task', 'decide']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
-METRICS = ("roc_auc", "average_precision")
+TASKS = ("binary", "multiclass", "regression")
+TASK_METRICS = {   # the metrics each kind reports; `problem.primary_metric` is one of its kind's
+    "binary": ("roc_auc", "average_precision"),
+    "multiclass": ("log_loss", "balanced_accuracy", "macro_f1", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+METRICS = tuple(m for metrics in TASK_METRICS.values() for m in metrics)
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
 
 PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["problem"],
     "properties": {"problem": {
         "type": "object",
-        "required": ["name", "label", "primary_metric", "success_threshold", "cost_false_positive", "cost_false_negative"],
+        "required": ["name", "label", "primary_metric", "success_threshold"],
         "properties": {
             "name": {"type": "string", "minLength": 1},
             "description": {"type": "string"},
+            "task": {"enum": ["auto", *TASKS]},   # absent: auto, inferred from the label
             "id_column": {"type": ["string", "null"], "minLength": 1},
             "label": {"type": "string", "minLength": 1},
-            "positive_class": {"oneOf": [{"type": ["string", "integer", "boolean"]},
+            "positive_class": {"oneOf": [{"type": ["string", "integer", "boolean", "null"]},   # null: not binary
                                          {"type": "array", "minItems": 1, "items": {"type": ["string", "integer", "boolean"]}}]},
             "cutoff_date": {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
             "horizon_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 730},
             "active_window_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 1825},
             "primary_metric": {"enum": list(METRICS)},
-            "success_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-            "cost_false_positive": {"type": "number", "minimum": 0},
-            "cost_false_negative": {"type": "number", "minimum": 0},
+            "success_threshold": {"type": "number"},
+            "cost_false_positive": {"type": ["number", "null"], "minimum": 0},   # binary problems only
+            "cost_false_negative": {"type": ["number", "null"], "minimum": 0},
         },
     }},
 }
@@ -77,11 +87,12 @@ class Problem:
     label: str
     primary_metric: str
     success_threshold: float
-    cost_false_positive: float
-    cost_false_negative: float
+    cost_false_positive: float | None = None
+    cost_false_negative: float | None = None
     description: str = ""
+    task: str = "auto"   # binary | multiclass | regression, or auto: the problem stage infers it from the label
     id_column: str | None = None
-    positive_class: object = 1
+    positive_class: object = 1   # binary problems only
     # Only for labels derived from an event history (the churn example): the hold-out cutoff and the windows.
     cutoff_date: pd.Timestamp | None = None
     horizon_days: int | None = None
@@ -89,11 +100,25 @@ class Problem:
 
     @classmethod
     def from_params(cls, params: Mapping, stage: str = "problem") -> "Problem":
-        "Build from the `problem:` section of params.yaml, checking it first."
-        values = {"problem": dict(params)}
+        "Build from the `problem:` section of params.yaml (or `reports/problem.json`), checking it first."
+        values = {"problem": {k: v for k, v in dict(params).items() if k not in ("task_reason",)}}
         check_params(stage, values, PROBLEM_SCHEMA)
         cutoff = values["problem"].get("cutoff_date")
-        return cls(**{**values["problem"], "cutoff_date": pd.Timestamp(cutoff) if cutoff else None})
+        problem = cls(**{**values["problem"], "cutoff_date": pd.Timestamp(cutoff) if cutoff else None})
+        return problem if problem.task == "auto" else problem.with_task(problem.task, stage)
+
+    def with_task(self, task: str, stage: str = "problem") -> "Problem":
+        "This problem as one of kind `task`, after checking that its metric and costs fit that kind."
+        if self.primary_metric not in TASK_METRICS[task]:
+            raise StageError(stage, "params.yaml", "problem.primary_metric",
+                             f"'{self.primary_metric}' is not a {task} metric: choose one of {list(TASK_METRICS[task])}")
+        if task == "binary":
+            missing = [f for f in ("positive_class", "cost_false_positive", "cost_false_negative") if getattr(self, f) is None]
+            if missing:
+                raise StageError(stage, "params.yaml", f"problem.{missing[0]}",
+                                 "required for a binary problem: the label value that counts as positive, and what a wrong "
+                                 "decision costs (they set the decision threshold)")
+        return replace(self, task=task)
 
     def require_event_settings(self, stage: str) -> "Problem":
         "This problem, after checking it has what labels derived from events need."
@@ -102,12 +127,67 @@ class Problem:
                 raise StageError(stage, "params.yaml", f"problem.{field}", "required when labels come from an event history")
         return self
 
+    @property
+    def lower_is_better(self) -> bool:
+        "Is a lower primary metric better (an error, a loss)?"
+        return self.primary_metric in LOWER_IS_BETTER
+
     def meets_target(self, score: float) -> bool:
-        "Does a primary-metric `score` reach the success threshold?"
-        return score >= self.success_threshold
+        "Does a primary-metric `score` reach the success threshold (at most it, for an error or a loss)?"
+        return score <= self.success_threshold if self.lower_is_better else score >= self.success_threshold
+
+    def target_text(self) -> str:
+        "The success criterion as a person reads it, e.g. `rmse <= 40`."
+        return f"{self.primary_metric} {'<=' if self.lower_is_better else '>='} {self.success_threshold:g}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "cutoff_date": self.cutoff_date.strftime("%Y-%m-%d") if self.cutoff_date else None}
+
+# %% ../../nbs/00c_modelling.ipynb #00cc007c
+MAX_CLASSES = 20        # more distinct text values than this: no multiclass label
+FEW_CODES = 10          # whole numbers with at most this many values: class codes (a head count 0-3, a rating 1-5)
+MANY_VALUES = 30        # numbers with more distinct values than this: a quantity to regress
+
+def infer_task(values: pd.Series) -> tuple[str, str]:
+    """The kind of problem a label's values call for, and why. `values` are the label's known values (missing and
+    blank dropped). Raises `ValueError` with the `task` to set when the values fit no kind clearly."""
+    values = values.dropna()
+    values = values[values.astype(str).str.strip() != ""]
+    distinct = values.nunique()
+    numbers = pd.to_numeric(values, errors="coerce")
+    numeric = bool(len(values)) and numbers.notna().all()
+    if distinct < 2:
+        raise ValueError(f"the label has {distinct} distinct value(s): there is nothing to predict")
+    if distinct == 2:
+        return "binary", f"the label takes two values ({', '.join(map(str, sorted(values.unique(), key=str)))})"
+    if numeric:
+        whole = bool((numbers == numbers.round()).all())
+        if distinct > MANY_VALUES:
+            return "regression", f"the label is a number with {distinct} distinct values"
+        if whole and distinct <= FEW_CODES:
+            return "multiclass", (f"the label is one of {distinct} whole numbers "
+                                  f"({', '.join(f'{v:g}' for v in sorted(numbers.unique()))}): class codes")
+        raise ValueError(f"the label is a number with only {distinct} distinct values: a quantity (set task: regression) "
+                         f"or classes (set task: multiclass)?")
+    if distinct <= MAX_CLASSES:
+        return "multiclass", f"the label is text with {distinct} classes"
+    raise ValueError(f"the label is text with {distinct} distinct values, too many for classes: set task: multiclass "
+                     f"to model them anyway, or choose another label")
+
+# %% ../../nbs/00c_modelling.ipynb #00cc007e
+def resolved_problem(params: Mapping, root: str | Path | None = None, stage: str = "problem") -> Problem:
+    """The problem as the problem stage framed it: the `problem:` section of params.yaml, of the kind `task` names, or
+    with `task: auto` of the kind the problem stage inferred from the label and recorded in `reports/problem.json`."""
+    problem = Problem.from_params(params, stage)
+    if problem.task != "auto":
+        return problem
+    from ml_lifecycle import catalog
+    record = Path(root or project_root()) / catalog.PROBLEM_JSON
+    recorded = json.loads(record.read_text()) if record.is_file() else {}
+    if recorded.get("task") not in TASKS or recorded.get("label") != problem.label:
+        raise StageError(stage, catalog.PROBLEM_JSON, "task", "the kind of problem is not decided yet (problem.task is "
+                                                             "auto): run the problem stage first, or set problem.task")
+    return problem.with_task(recorded["task"], stage)
 
 # %% ../../nbs/00c_modelling.ipynb #00cc009
 def decision_profit(y_true, decision, p: Problem) -> float:
@@ -147,24 +227,34 @@ def make_preprocessor(spec: dict, impute_numeric: str = "median", min_category_f
                                          ("categorical", categorical, spec["categorical"])], verbose_feature_names_out=True)
 
 # %% ../../nbs/00c_modelling.ipynb #00cc015
-CANDIDATES: dict[str, str] = {   # name: the scikit-learn class, imported when a model is made
-    "logistic_regression": "sklearn.linear_model.LogisticRegression",
-    "random_forest": "sklearn.ensemble.RandomForestClassifier",
-    "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
+CANDIDATES: dict[str, dict[str, str]] = {   # name: the scikit-learn class for each kind, imported when a model is made
+    "logistic_regression": {"classification": "sklearn.linear_model.LogisticRegression"},
+    "ridge": {"regression": "sklearn.linear_model.Ridge"},
+    "random_forest": {"classification": "sklearn.ensemble.RandomForestClassifier",
+                      "regression": "sklearn.ensemble.RandomForestRegressor"},
+    "hist_gradient_boosting": {"classification": "sklearn.ensemble.HistGradientBoostingClassifier",
+                               "regression": "sklearn.ensemble.HistGradientBoostingRegressor"},
 }
 
-def make_model(name: str, settings: dict, seed: int, stage: str = "select") -> ClassifierMixin:
-    "The candidate `name` with `settings` as keyword arguments and a fixed seed."
-    if name not in CANDIDATES:
-        raise StageError(stage, "params.yaml", f"select.candidates.{name}", f"unknown model; choose from {sorted(CANDIDATES)}")
-    module, _, model_class = CANDIDATES[name].rpartition(".")
+def model_family(task: str) -> str:
+    "`classification` (binary, multiclass) or `regression`: the family of estimators a task's candidates come from."
+    return "regression" if task == "regression" else "classification"
+
+def make_model(name: str, settings: dict, seed: int, stage: str = "select", task: str = "binary"):
+    "The candidate `name` for a `task` problem, with `settings` as keyword arguments and a fixed seed."
+    family = model_family(task)
+    if family not in CANDIDATES.get(name, {}):
+        fits = sorted(n for n, kinds in CANDIDATES.items() if family in kinds)
+        raise StageError(stage, "params.yaml", f"select.candidates.{name}",
+                         f"unknown model for a {task} problem; choose from {fits}")
+    module, _, model_class = CANDIDATES[name][family].rpartition(".")
     try:
         model = getattr(importlib.import_module(module), model_class)(**settings)
     except TypeError as e:
         raise StageError(stage, "params.yaml", f"select.candidates.{name}", str(e)) from None
     return model.set_params(random_state=seed)
 
-def make_pipeline(spec: dict, model: ClassifierMixin) -> Pipeline:
+def make_pipeline(spec: dict, model) -> Pipeline:
     "The features stage's transform followed by `model`: what is cross-validated, trained and saved."
     return sk_pipeline.Pipeline([("features", make_preprocessor(spec, spec["impute_numeric"], spec["min_category_frequency"])),
                                  ("model", model)])
@@ -172,19 +262,59 @@ def make_pipeline(spec: dict, model: ClassifierMixin) -> Pipeline:
 # %% ../../nbs/00c_modelling.ipynb #00cc018
 SCORING = {"roc_auc": "roc_auc", "average_precision": "average_precision", "log_loss": "neg_log_loss",
            "brier": "neg_brier_score"}
+TASK_SCORING = {   # what select scores every configuration on, per kind: scikit-learn scorer names
+    "binary": SCORING,
+    "multiclass": {"log_loss": "neg_log_loss", "balanced_accuracy": "balanced_accuracy", "macro_f1": "f1_macro",
+                   "roc_auc_ovr": "roc_auc_ovr"},
+    "regression": {"rmse": "neg_root_mean_squared_error", "mae": "neg_mean_absolute_error", "r2": "r2",
+                   "mape": "neg_mean_absolute_percentage_error"},
+}
+
+def task_scoring(task: str, y=None) -> dict[str, str]:
+    "The scorers of a `task`; `mape` only when the label `y` is never zero or below (a share of nothing is no error)."
+    scoring = dict(TASK_SCORING[task])
+    if "mape" in scoring and (y is None or np.nanmin(np.asarray(y, dtype=float)) <= 0):
+        scoring.pop("mape")
+    return scoring
+
+def scorer_sign(metric: str) -> int:
+    "-1 for a metric scikit-learn's scorer negates (an error or a loss): multiply a scorer's value by it to report it."
+    return -1 if metric in LOWER_IS_BETTER else 1
 
 def model_columns(spec: dict) -> list[str]:
     return spec["numeric"] + spec["categorical"]
 
-def grouped_folds(cv_folds: int, seed: int) -> StratifiedGroupKFold:
-    "Stratified folds that keep every customer's snapshots on one side."
+def stratification_labels(y, task: str = "binary", n_bins: int = 5) -> np.ndarray:
+    "What folds and samples are stratified on: the label, or for a regression its quantile bin (of `n_bins`)."
+    y = np.asarray(y)
+    if task != "regression":
+        return y
+    return pd.qcut(pd.Series(y, dtype=float).rank(method="first"), n_bins, labels=False).to_numpy()
+
+class QuantileGroupKFold:
+    "scikit-learn's `StratifiedGroupKFold`, stratified on the label's quantile bins: folds for a regression."
+    def __init__(self, n_splits: int, seed: int, n_bins: int = 5):
+        self.n_splits, self.seed, self.n_bins = n_splits, seed, n_bins
+
+    def split(self, X, y, groups=None):
+        folds = sk_model_selection.StratifiedGroupKFold(n_splits=self.n_splits, shuffle=True, random_state=self.seed)
+        return folds.split(X, stratification_labels(y, "regression", self.n_bins), groups)
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+def grouped_folds(cv_folds: int, seed: int, task: str = "binary"):
+    "Stratified folds that keep every customer's snapshots on one side (on the label's quantiles, for a regression)."
+    if task == "regression":
+        return QuantileGroupKFold(cv_folds, seed)
     return sk_model_selection.StratifiedGroupKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
 
 def grouped_sample(y, groups, max_rows: int | None, seed: int) -> np.ndarray:
     """Positions (in order) of a seeded sample of whole groups with at most `max_rows` rows: every row when `max_rows`
     is None or not below the rows there are. Stratified: the groups are split into strata by their count of rows of
     each label value (a customer with 3 snapshots, 1 churned...), and the same share of every stratum is drawn, so the
-    sample keeps the label rate and the rows-per-group mix; one group's rows are never split."""
+    sample keeps the label rate and the rows-per-group mix; one group's rows are never split. For a regression, pass
+    `stratification_labels(y, "regression")`."""
     y, groups = np.asarray(y), np.asarray(groups)
     if max_rows is None or len(y) <= max_rows:
         return np.arange(len(y))
@@ -199,6 +329,62 @@ def grouped_sample(y, groups, max_rows: int | None, seed: int) -> np.ndarray:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(size) - size, size)
     return np.flatnonzero((rank < quota[stratum])[group])
+
+# %% ../../nbs/00c_modelling.ipynb #00cc019e
+TIME_BLOCKS = 10   # a table split by time: its training rows cut into this many stretches of consecutive time
+
+def fold_groups(table: pd.DataFrame, spec: dict, blocks: int = TIME_BLOCKS) -> np.ndarray:
+    """What a fold keeps together: each unit's rows (its id). A table split by time whose units each occur once (rows
+    with a `cutoff` of several values) is cut into `blocks` stretches of consecutive time instead: rows minutes apart
+    look alike, so folds of shuffled rows score a model on the very days it trained on, and choose the one that
+    memorises them; the later days of the hold-out say otherwise (the occupancy data's sensors)."""
+    ids = table[spec["id_column"]]
+    if "cutoff" not in table or ids.duplicated().any() or table["cutoff"].nunique() < 2:
+        return ids.to_numpy()
+    order = np.lexsort((np.arange(len(table)), table["cutoff"].to_numpy()))   # by time, then as stored
+    block = np.empty(len(table), dtype=np.int64)
+    block[order] = np.arange(len(table)) * blocks // len(table)
+    return block
+
+# %% ../../nbs/00c_modelling.ipynb #00cc019c
+def task_metrics(task: str, y_true, output, classes=None) -> dict[str, float]:
+    "Every metric of `task` on hold-out labels `y_true` and a model's `output` (see above), as plain floats."
+    from sklearn import metrics as m
+    y_true, output = np.asarray(y_true), np.asarray(output)
+    if task == "binary":
+        return {"roc_auc": float(m.roc_auc_score(y_true, output)),
+                "average_precision": float(m.average_precision_score(y_true, output))}
+    if task == "multiclass":
+        classes = np.asarray(classes)
+        predicted = classes[output.argmax(axis=1)]
+        scores = {"log_loss": float(m.log_loss(y_true, output, labels=classes)),
+                  "balanced_accuracy": float(m.balanced_accuracy_score(y_true, predicted)),
+                  # over the classes in the hold-out or predicted: a class a later period lacks is no class missed
+                  "macro_f1": float(m.f1_score(y_true, predicted, average="macro", zero_division=0))}
+        present = np.isin(classes, y_true)
+        shares = output[:, present] / output[:, present].sum(axis=1, keepdims=True)
+        if present.sum() == 2:   # two classes in the hold-out: one against the other
+            scores["roc_auc_ovr"] = float(m.roc_auc_score(y_true == classes[present][1], shares[:, 1]))
+        elif present.sum() > 2:   # each class present in the hold-out against the rest
+            scores["roc_auc_ovr"] = float(m.roc_auc_score(y_true, shares, multi_class="ovr", labels=classes[present]))
+        return scores
+    scores = {"rmse": float(np.sqrt(m.mean_squared_error(y_true, output))),
+              "mae": float(m.mean_absolute_error(y_true, output)), "r2": float(m.r2_score(y_true, output))}
+    if np.min(y_true) > 0:
+        scores["mape"] = float(m.mean_absolute_percentage_error(y_true, output))
+    return scores
+
+def naive_baseline(task: str, y_train, y_true, classes=None) -> dict[str, dict[str, float]]:
+    "The metrics of the constant predictions of a `task` (not binary: see `naive_profits`), fitted on `y_train`."
+    y_train, y_true = np.asarray(y_train), np.asarray(y_true)
+    if task == "regression":
+        return {name: task_metrics(task, y_true, np.full(len(y_true), float(value)))
+                for name, value in [("predict_median", np.median(y_train)), ("predict_mean", np.mean(y_train))]}
+    if task == "multiclass":
+        classes = np.asarray(classes)
+        prior = np.array([np.mean(y_train == c) for c in classes])
+        return {"class_prior": task_metrics(task, y_true, np.tile(np.clip(prior, 1e-15, 1), (len(y_true), 1)), classes)}
+    raise ValueError("a binary problem's naive policies are naive_profits")
 
 # %% ../../nbs/00c_modelling.ipynb #00cc021
 TRUSTED_TYPES = (
@@ -294,16 +480,29 @@ def assemble_model(cleaner, pipeline: Pipeline, threshold: float) -> FixedThresh
     return sk_model_selection.FixedThresholdClassifier(sk_pipeline.Pipeline([("clean", cleaner), *pipeline.steps]),
                                                        threshold=float(threshold), response_method="predict_proba")
 
-def model_parts(model, stage: str, source: str = "models/model.skops") -> tuple:
+def model_parts(model, stage: str, source: str = "models/model.skops", task: str | None = None) -> tuple:
     """The cleaner, the fitted pipeline after it (feature transform and model: for rows already clean) and the
-    decision threshold of a model `assemble_model` built. A model of another shape (a bare pipeline, saved before
-    the model file held its cleaning and threshold) is a `StageError` of `stage` naming `source` and the fix."""
-    steps = getattr(getattr(model, "estimator", None), "steps", None)
-    if not (isinstance(model, sk_model_selection.FixedThresholdClassifier) and steps and steps[0][0] == "clean"
-            and len(steps) > 1 and isinstance(model.threshold, float)):
+    decision threshold (None but for a binary model) of a model file's content: `assemble_model`'s
+    `FixedThresholdClassifier` (binary), or the pipeline alone, its first step `clean` (multiclass, regression). Any
+    other shape (a bare pipeline, saved before the model file held its cleaning), or with `task` a model of another
+    kind, is a `StageError` of `stage` naming `source` and the fix."""
+    thresholded = isinstance(model, sk_model_selection.FixedThresholdClassifier)
+    pipeline = model.estimator if thresholded else model
+    steps = getattr(pipeline, "steps", None)
+    if not (isinstance(pipeline, sk_pipeline.Pipeline) and steps and steps[0][0] == "clean" and len(steps) > 1
+            and (not thresholded or isinstance(model.threshold, float))):
         raise StageError(stage, source, None, "the model file holds no row cleaning or decision threshold (saved before "
                                               "the model file was self-contained): retrain it with `dvc repro train`")
-    return model.estimator[0], model.estimator[1:], model.threshold
+    if task is not None and model_task(model) != task:
+        raise StageError(stage, source, None, f"the model file answers a {model_task(model)} problem, but the problem "
+                                              f"is {task}: retrain it with `dvc repro train`")
+    return pipeline[0], pipeline[1:], (model.threshold if thresholded else None)
+
+def model_task(model) -> str:
+    "The kind of problem a model file answers: binary (a decision threshold), multiclass (classes) or regression."
+    if isinstance(model, sk_model_selection.FixedThresholdClassifier):
+        return "binary"
+    return "multiclass" if hasattr(model, "classes_") else "regression"
 
 def decide(model, proba) -> np.ndarray:
     """The decisions `model.predict` makes (True: act), from the positive class's probabilities its `predict_proba`

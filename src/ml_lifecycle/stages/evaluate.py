@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,8 +20,10 @@ from ..core import StageError, lazy_import, project_root, resolve
 from ..params import params_contract
 from ..tables import read_json, read_table, write_json, write_text
 from ..project import current_output, visible_columns, visible_values
-from ..modelling import (
-    SCORING, Problem, decision_profit, grouped_sample, load_model, model_columns, model_parts, naive_profits, profit_curve)
+from ml_lifecycle.modelling import (
+    TASK_METRICS, Problem, decision_profit, grouped_sample, load_model, model_columns, model_parts, naive_baseline,
+    naive_profits, profit_curve, resolved_problem, stratification_labels, task_metrics,
+    task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
 if TYPE_CHECKING:
@@ -30,10 +33,14 @@ if TYPE_CHECKING:
 skm, sk_calibration, sk_inspection = (lazy_import(f"sklearn.{name}") for name in ("metrics", "calibration", "inspection"))
 
 # %% auto #0
-__all__ = ['skm', 'sk_calibration', 'sk_inspection', 'PARAMS_SCHEMA', 'evaluate', 'profit_summary', 'thin', 'curve_tables',
-           'importance_rows', 'importance_table', 'segment_table', 'model_card', 'hold_out_result', 'rounded', 'period',
-           'data_summary', 'headline', 'check_segments', 'categorical_in_sight', 'schema_text_columns', 'check_inputs',
-           'read_curves', 'curve_figure', 'require_success', 'run']
+__all__ = ['skm', 'sk_calibration', 'sk_inspection', 'PLOT_COLUMNS', 'METRIC_NAMES', 'PREDICTS', 'PARAMS_SCHEMA', 'evaluate',
+           'profit_summary', 'predicted_classes', 'kind_scores', 'naive_summary', 'thin', 'curve_tables',
+           'regression_tables', 'multiclass_tables', 'plot_tables', 'importance_rows', 'importance_table',
+           'segment_scores', 'segment_table', 'importance_measured', 'number', 'weakest_segments', 'performance_table',
+           'kind_card', 'model_card', 'hold_out_result', 'rounded', 'period', 'data_summary', 'headline',
+           'check_segments', 'categorical_in_sight', 'schema_text_columns', 'check_inputs', 'read_curves',
+           'importance_panel', 'regression_figure', 'multiclass_figure', 'curve_figure', 'require_success',
+           'model_output', 'run']
 
 # %% ../../../nbs/09_evaluate.ipynb #09c006
 def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
@@ -62,6 +69,34 @@ def profit_summary(y_true: np.ndarray, proba: np.ndarray, threshold: float, prob
     return {"profit_model": model, "profit_contact_all": naive["contact_all"], "profit_contact_none": naive["contact_none"],
             "profit_model_per_customer": model / n, "profit_gain_over_best_naive": model - max(naive.values())}
 
+# %% ../../../nbs/09_evaluate.ipynb #09c007b
+def predicted_classes(proba: np.ndarray, classes) -> np.ndarray:
+    "The most probable class of every row: what a multiclass model's `predict` gives."
+    return np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
+
+def kind_scores(task: str, y_true, output: np.ndarray, classes=None) -> dict:
+    """Every hold-out metric of a multiclass or regression model's `output` (class probabilities, in the order of
+    `classes`; predicted values): its kind's metrics, and for a multiclass model the accuracy and the precision,
+    recall, F1 and support of every class at the most probable class (`per_class`, keyed by the class as text)."""
+    scores = task_metrics(task, y_true, output, classes)
+    if task != "multiclass":
+        return scores
+    predicted = predicted_classes(output, classes)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, predicted, labels=classes,
+                                                                         zero_division=0)
+    return {**scores, "accuracy": float(skm.accuracy_score(y_true, predicted)),
+            "per_class": {str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                          for c, p, r, f, s in zip(classes, precision, recall, f1, support)}}
+
+def naive_summary(scores: dict, y_train, y_true, problem: Problem, classes=None) -> dict:
+    """The naive baselines' hold-out metrics (`naive_baselines`), the best of them on the primary metric, and the
+    model's gain over it: positive when the model does better, whichever way the metric points."""
+    naive = naive_baseline(problem.task, y_train, y_true, classes)
+    metric, sign = problem.primary_metric, -1 if problem.lower_is_better else 1
+    best = max(naive, key=lambda name: sign * naive[name].get(metric, float("nan")))
+    return {"naive_baselines": naive, "best_naive": best, "best_naive_score": naive[best][metric],
+            "primary_gain_over_best_naive": sign * (scores[metric] - naive[best][metric])}
+
 # %% ../../../nbs/09_evaluate.ipynb #09c009
 def thin(df: pd.DataFrame, max_points: int = 400) -> pd.DataFrame:
     "At most `max_points` evenly spaced rows, first and last kept: enough to draw, small enough to diff."
@@ -81,40 +116,190 @@ def curve_tables(y_true: np.ndarray, proba: np.ndarray, threshold: float, proble
         "confusion": pd.DataFrame({"actual": np.asarray(y_true).astype(int), "predicted": (proba >= threshold).astype(int)}),
     }
 
+# %% ../../../nbs/09_evaluate.ipynb #09c010b
+PLOT_COLUMNS = {   # the columns of every plot file, the header a plot that does not apply to the kind still writes
+    "roc": ["fpr", "tpr", "threshold"], "precision_recall": ["recall", "precision", "threshold"],
+    "calibration": ["mean_predicted", "fraction_churned"], "profit": ["threshold", "contacted", "profit"],
+    "importance": ["feature", "importance", "std"], "confusion": ["actual", "predicted"],
+    "predicted_actual": ["actual", "predicted"],
+    "residuals": ["decile", "rows", "mean_predicted", "mean_actual", "mean_residual"],
+}
+
+def regression_tables(y_true, predicted, seed: int, max_points: int = 2000) -> dict[str, pd.DataFrame]:
+    "Predicted against actual (a seeded sample of at most `max_points` rows) and the mean residual per predicted decile."
+    y_true, predicted = np.asarray(y_true, dtype=float), np.asarray(predicted, dtype=float)
+    rows = np.arange(len(y_true)) if len(y_true) <= max_points else \
+        np.sort(np.random.default_rng(seed).choice(len(y_true), max_points, replace=False))
+    decile = pd.qcut(pd.Series(predicted).rank(method="first"), min(10, len(predicted)), labels=False) + 1
+    frame = pd.DataFrame({"decile": decile, "predicted": predicted, "actual": y_true, "residual": y_true - predicted})
+    residuals = frame.groupby("decile").agg(rows=("actual", "size"), mean_predicted=("predicted", "mean"),
+                                            mean_actual=("actual", "mean"), mean_residual=("residual", "mean"))
+    return {"predicted_actual": pd.DataFrame({"actual": y_true[rows], "predicted": predicted[rows]}).round(5),
+            "residuals": residuals.reset_index().round(5)}
+
+def multiclass_tables(y_true, proba: np.ndarray, classes) -> dict[str, pd.DataFrame]:
+    "Per-row confusion data: every hold-out row's actual class and the most probable one."
+    return {"confusion": pd.DataFrame({"actual": np.asarray(y_true), "predicted": predicted_classes(proba, classes)})}
+
+def plot_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    "Every plot file but importance (written after it is measured): `tables`, and the header alone for the others."
+    return {name: tables[name] if name in tables else pd.DataFrame(columns=columns)
+            for name, columns in PLOT_COLUMNS.items() if name != "importance"}
+
 # %% ../../../nbs/09_evaluate.ipynb #09c012
-def importance_rows(test: pd.DataFrame, label: str, max_rows: int | None, seed: int) -> pd.DataFrame:
+def importance_rows(test: pd.DataFrame, label: str, max_rows: int | None, seed: int, task: str = "binary"
+                    ) -> pd.DataFrame:
     """The hold-out rows permutation importance is measured on: all of them, or a seeded sample of at most `max_rows`
-    stratified by label (`modelling.grouped_sample`; one hold-out row per unit, so each row is its own group)."""
-    rows = grouped_sample(test[label], np.arange(len(test)), max_rows, seed)
+    stratified by label, or for a regression by the label's quantile bin (`modelling.grouped_sample`; one hold-out row
+    per unit, so each row is its own group)."""
+    rows = grouped_sample(stratification_labels(test[label], task), np.arange(len(test)), max_rows, seed)
     return test if len(rows) == len(test) else test.iloc[rows]
 
-def importance_table(model, test: pd.DataFrame, spec: dict, metric: str, seed: int, n_repeats: int = 5) -> pd.DataFrame:
-    "Permutation importance of every input column on the hold-out data, largest first."
+def importance_table(model, test: pd.DataFrame, spec: dict, metric: str, seed: int, n_repeats: int = 5,
+                     task: str = "binary") -> pd.DataFrame:
+    """Permutation importance of every input column on the hold-out data, largest first: the drop in `metric` when the
+    column is shuffled, positive when shuffling makes the model worse, whichever way the metric points (scikit-learn's
+    scorer of a loss or an error is its negative, `modelling.task_scoring`)."""
     X, y = test[model_columns(spec)], test[spec["label"]]
-    result = sk_inspection.permutation_importance(model, X, y, scoring=SCORING[metric], n_repeats=n_repeats,
+    result = sk_inspection.permutation_importance(model, X, y, scoring=task_scoring(task, y)[metric], n_repeats=n_repeats,
                                                   random_state=seed, n_jobs=1)
     return (pd.DataFrame({"feature": X.columns, "importance": result.importances_mean, "std": result.importances_std})
             .sort_values("importance", ascending=False, kind="stable").round(5).reset_index(drop=True))
 
-def segment_table(test: pd.DataFrame, proba: np.ndarray, label: str, threshold: float, segments: list[str]) -> pd.DataFrame:
-    "Hold-out metrics for every level of every segment column."
+def segment_scores(task: str, y_true, output: np.ndarray, threshold: float | None, classes=None,
+                   metrics: list[str] | None = None) -> dict:
+    """The metrics a segment's rows are judged on: a binary model's ranking and decision; another kind's `metrics`
+    (all its kind's), with the mean label first for a regression."""
+    if task == "binary":
+        scores = evaluate(y_true, output, threshold)
+        return {k: scores[k] for k in ("positive_rate", "roc_auc", "average_precision", "precision", "recall")}
+    with warnings.catch_warnings():   # a segment of one row has no R², a segment of one class no ROC-AUC: left empty
+        warnings.simplefilter("ignore")
+        scores = task_metrics(task, y_true, output, classes)
+    first = {"mean_actual": float(np.mean(y_true))} if task == "regression" else {}
+    return {**first, **{m: scores.get(m, float("nan")) for m in metrics or TASK_METRICS[task]}}
+
+def segment_table(test: pd.DataFrame, output: np.ndarray, label: str, threshold: float | None, segments: list[str],
+                  task: str = "binary", classes=None) -> pd.DataFrame:
+    """Hold-out metrics for every level of every segment column; for a multiclass or regression model, the metrics it
+    has on all the rows (no MAPE where the label is zero or below somewhere)."""
+    metrics = None if task == "binary" else list(task_metrics(task, test[label].to_numpy(), output, classes))
     rows = []
     for column in segments:
         for level, index in test.groupby(column).indices.items():
-            scores = evaluate(test[label].to_numpy()[index], proba[index], threshold)
-            rows.append({"segment": column, "level": str(level), "rows": len(index),
-                         **{k: scores[k] for k in ("positive_rate", "roc_auc", "average_precision", "precision", "recall")}})
+            scores = segment_scores(task, test[label].to_numpy()[index], output[index], threshold, classes, metrics)
+            rows.append({"segment": column, "level": str(level), "rows": len(index), **scores})
     return pd.DataFrame(rows).round(5)
 
 # %% ../../../nbs/09_evaluate.ipynb #09c015
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "average_precision": "PR-AUC (average precision)", "log_loss": "log loss",
+                "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1", "roc_auc_ovr": "ROC-AUC (one vs rest)",
+                "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE"}
+PREDICTS = {"multiclass": "predicts the most probable class (`predict`; `predict_proba` gives every class's probability)",
+            "regression": "predicts the label's value (`predict`)"}
+
+def importance_measured(data: dict) -> str:
+    "The hold-out rows permutation importance was measured on, as the model card says it."
+    sampled = data.get("importance_rows", data["n_test"])
+    by = "the label's quantiles" if data.get("task") == "regression" else "label"
+    return (f"all {data['n_test']:,} hold-out rows" if sampled == data["n_test"] else f"{sampled:,} of the "
+            f"{data['n_test']:,} hold-out rows, a seeded sample stratified by {by} (`evaluate.importance_rows`)")
+
+def number(value: float) -> str:
+    "A label's mean or median as the model card shows it: two decimals, or four significant digits below one."
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4g}"
+
+def weakest_segments(segments: pd.DataFrame, problem: Problem, n: int = 3) -> pd.DataFrame:
+    "The `n` segments that do worst on the primary metric (highest for an error or a loss), those without it last."
+    if not len(segments):
+        return segments
+    return segments.sort_values(problem.primary_metric, ascending=not problem.lower_is_better, na_position="last",
+                                kind="stable").head(n)
+
+def performance_table(result: dict, problem: Problem) -> pd.DataFrame:
+    "The model's hold-out metrics beside every naive baseline's, the primary metric first."
+    metric = problem.primary_metric
+    metrics = [metric] + [m for m in TASK_METRICS[problem.task] if m != metric and m in result]
+    naive = result["naive_baselines"]
+    return pd.DataFrame({"metric": [METRIC_NAMES[m] for m in metrics], "this model": [result[m] for m in metrics],
+                         **{f"naive: {name}": [scores.get(m, float("nan")) for m in metrics]
+                            for name, scores in naive.items()}}
+                        ).round(4)
+
+def kind_card(problem: Problem, result: dict, decision: dict, segments: pd.DataFrame, importance: pd.DataFrame,
+              data: dict) -> str:
+    "The model card of a multiclass or regression model: its metrics beside the naive baselines', and per class."
+    metric, verdict = problem.primary_metric, "meets" if result["meets_success_threshold"] else "does NOT meet"
+    gain = result["primary_gain_over_best_naive"]
+    compared = "better" if gain > 0 else "WORSE" if gain < 0 else "no better"
+    if problem.task == "regression":
+        about = (f"Label mean: {number(data['train_mean'])} (train), {number(data['test_mean'])} (hold-out); median "
+                 f"{number(data['train_median'])} (train).")
+        per_class, detail = "", ("- The mean residual (actual - predicted) per decile of the prediction is in "
+                                 "`reports/plots/residuals.csv`: far from zero in a decile, the model is biased there.")
+    else:
+        shares = pd.DataFrame({"class": list(data["train_shares"]), "train": list(data["train_shares"].values()),
+                               "hold-out": [data["test_shares"].get(c, 0.0) for c in data["train_shares"]]})
+        about = "Class shares:\n\n" + shares.to_markdown(index=False, floatfmt=".1%")
+        table = pd.DataFrame([{"class": c, **s} for c, s in result["per_class"].items()]).rename(
+            columns={"f1": "F1", "support": "hold-out rows"})
+        per_class = (f"\n## Per class\nPrecision, recall and F1 of every class at the most probable class (accuracy "
+                     f"{result['accuracy']:.3f}):\n\n{table.to_markdown(index=False, floatfmt='.3f')}\n")
+        detail = "- A class with few hold-out rows has unstable precision and recall."
+    return f"""# Model card: {problem.name}
+
+## Intended use
+{problem.description or "(Describe the intended use in problem.description.)"} The problem definition, with the
+unit of prediction and the label, is in `reports/problem.md`. A {problem.task} problem: the model predicts
+`{problem.label}`{" (one of its classes)" if problem.task == "multiclass" else ""}. Not for decisions beyond the one it
+was framed for.
+
+## Model
+`{result['model']}` in a scikit-learn pipeline with its feature transform, settings `{decision.get('settings', {})}`,
+chosen by cross-validated `{metric}` (see `reports/selection.md`). Saved as `models/model.skops`,
+self-contained: it cleans raw rows as the training rows were cleaned and {PREDICTS[problem.task]}; the decision
+it makes is recorded in `models/threshold.json` (`{decision.get('strategy', 'unrecorded')}`). Load it only with
+`ml_lifecycle.modelling.load_model`, which refuses types outside the committed allow-list and a file whose SHA-256
+differs from the one train recorded in `models/model.skops.sha256` (`sha256sum -c` checks it too).
+
+## Data
+Trained on {data['n_train']} rows{data['train_when']}; evaluated on {data['n_test']} held-out rows{data['test_when']}.
+{about}
+
+## Performance on the hold-out data
+Beside the naive baselines, the constant predictions that need no model:
+
+{performance_table(result, problem).to_markdown(index=False)}
+
+**Better than doing nothing:** {metric} {result[metric]:.4f} against {result['best_naive_score']:.4f} for the best
+naive baseline (`{result['best_naive']}`): {abs(gain):.4f} {compared}.
+
+**Success criterion:** {problem.target_text()}: the model {verdict} it.
+{per_class}
+## What drives it
+Permutation importance (the drop in {metric} when one column is shuffled: positive, the model does worse) on
+{importance_measured(data)}:
+
+{importance.head(8).to_markdown(index=False)}
+
+## Limits
+- Weakest segments by {metric} (see `reports/segments.md`):
+
+{weakest_segments(segments, problem).to_markdown(index=False)}
+
+{detail}
+- The hold-out is one sample of time; seasonality and drift can change the label's distribution. Revalidate before
+  relying on the model for data from another period.
+"""
+
 def model_card(problem: Problem, result: dict, threshold_info: dict, segments: pd.DataFrame, importance: pd.DataFrame,
                data: dict) -> str:
     "A Markdown model card: what the model is for, how good it is, how to act on it, and where it is weak."
+    if problem.task != "binary":
+        return kind_card(problem, result, threshold_info, segments, importance, data)
     weakest = segments.sort_values("roc_auc").head(3) if len(segments) else segments
     verdict = "meets" if result["meets_success_threshold"] else "does NOT meet"
-    sampled = data.get("importance_rows", data["n_test"])
-    measured = (f"all {data['n_test']:,} hold-out rows" if sampled == data["n_test"] else f"{sampled:,} of the "
-                f"{data['n_test']:,} hold-out rows, a seeded sample stratified by label (`evaluate.importance_rows`)")
+    measured = importance_measured(data)
     return f"""# Model card: {problem.name}
 
 ## Intended use
@@ -141,7 +326,7 @@ Positive rate: {data['train_positive_rate']:.1%} (train), {result['positive_rate
 | log loss | {result['log_loss']:.4f} |
 | Brier score | {result['brier']:.4f} |
 
-**Success criterion:** {problem.primary_metric} >= {problem.success_threshold}: the model {verdict} it.
+**Success criterion:** {problem.target_text()}: the model {verdict} it.
 
 ## Decision threshold and its value
 Act on rows with predicted probability >= **{result['threshold']:.3f}** ({threshold_info['strategy']}, chosen on
@@ -171,15 +356,17 @@ Permutation importance (the drop in {problem.primary_metric} when one column is 
 
 # %% ../../../nbs/09_evaluate.ipynb #09c017
 def hold_out_result(scores: dict, profit: dict, threshold_info: dict, problem: Problem, n_train: int, n_test: int) -> dict:
-    "Every hold-out metric, the profit, the model, the data sizes and the verdict against the success threshold."
+    """Every hold-out metric, the profit (binary) or the naive baselines (`naive_summary`), the model, the data sizes and
+    the verdict against the success threshold (direction-aware: at most it, for an error or a loss)."""
     return {**scores, **profit, "model": threshold_info["model"],
             "n_train": n_train, "n_test": n_test, "primary_metric": problem.primary_metric,
             "primary_score": scores[problem.primary_metric], "success_threshold": problem.success_threshold,
             "meets_success_threshold": problem.meets_target(scores[problem.primary_metric])}
 
 def rounded(result: dict, digits: int = 6) -> dict:
-    "The result as `reports/metrics.json` holds it: floats rounded, everything else as is."
-    return {k: round(v, digits) if isinstance(v, float) else v for k, v in result.items()}
+    "The result as `reports/metrics.json` holds it: floats rounded (in nested sections too), everything else as is."
+    return {k: round(v, digits) if isinstance(v, float) else rounded(v, digits) if isinstance(v, dict) else v
+            for k, v in result.items()}
 
 def period(frame: pd.DataFrame) -> str:
     "When the rows of `frame` were observed, from its `cutoff` column: a date range, or the few cutoffs."
@@ -187,15 +374,29 @@ def period(frame: pd.DataFrame) -> str:
     return "" if dates.empty else f" ({dates.min():%Y-%m-%d} to {dates.max():%Y-%m-%d})" if dates.nunique() > 4 else \
         " (cutoffs " + ", ".join(sorted(dates.dt.strftime("%Y-%m-%d").unique())) + ")"
 
-def data_summary(train: pd.DataFrame, test: pd.DataFrame, label: str) -> dict:
-    "What the model card says about the data: sizes, the training positive rate and when the rows were observed."
-    return {"n_train": len(train), "n_test": len(test), "train_positive_rate": float(train[label].mean()),
-            "train_when": period(train), "test_when": period(test)}
+def data_summary(train: pd.DataFrame, test: pd.DataFrame, label: str, task: str = "binary") -> dict:
+    """What the model card says about the data: sizes, when the rows were observed, and the label: its positive rate
+    in training (binary), its mean and median (regression), or its class shares (multiclass)."""
+    summary = {"n_train": len(train), "n_test": len(test), "train_when": period(train), "test_when": period(test)}
+    if task == "binary":
+        return {**summary, "train_positive_rate": float(train[label].mean())}
+    if task == "regression":
+        return {**summary, "task": task, "train_mean": float(train[label].mean()), "test_mean": float(test[label].mean()),
+                "train_median": float(train[label].median())}
+    shares = {name: frame[label].astype(str).value_counts(normalize=True).sort_index().to_dict()
+              for name, frame in (("train_shares", train), ("test_shares", test))}
+    return {**summary, "task": task, **shares}
 
 def headline(result: dict, problem: Problem) -> str:
-    "One line: the model, its hold-out primary metric against the target, and what its threshold earns."
+    """One line: the model, its hold-out primary metric against the target, and what its threshold earns (binary) or
+    the best naive baseline's score (the other kinds)."""
+    verdict = f"{'meets' if result['meets_success_threshold'] else 'MISSES'} the success threshold"
+    if problem.task != "binary":
+        return (f"{result['model']}: hold-out {problem.primary_metric} = {result['primary_score']:.4f} ({verdict} "
+                f"{problem.target_text()}); the best naive baseline ({result['best_naive']}) scores "
+                f"{result['best_naive_score']:.4f}")
     return (f"{result['model']}: hold-out {problem.primary_metric} = {result['primary_score']:.4f} "
-            f"({'meets' if result['meets_success_threshold'] else 'MISSES'} the success threshold {problem.success_threshold}); "
+            f"({verdict} {problem.success_threshold}); "
             f"threshold {result['threshold']:.3f} earns {result['profit_model']:,.0f} vs {result['profit_contact_all']:,.0f} contacting everyone")
 
 # %% ../../../nbs/09_evaluate.ipynb #09c020
@@ -260,8 +461,60 @@ def read_curves(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
     "The plot tables the stage wrote to `reports/plots/`."
     return {name: read_table(resolve(catalog.plot_file(name), root), "evaluate") for name in catalog.PLOT_NAMES}
 
-def curve_figure(curves: Mapping[str, pd.DataFrame], threshold: float | None = None, top: int = 12) -> Figure:
-    "ROC, precision-recall, reliability, profit, importance (the `top` columns) and confusion panels in one figure."
+def importance_panel(axes, importance: pd.DataFrame, top: int) -> None:
+    "The `top` columns' permutation importance as horizontal bars, the largest on top."
+    drivers = importance.head(top).iloc[::-1]
+    axes.barh(drivers["feature"], drivers["importance"], xerr=drivers["std"] if "std" in drivers else None)
+    axes.set(title="Permutation importance", xlabel="drop in the primary metric")
+
+def regression_figure(curves: Mapping[str, pd.DataFrame], top: int = 12) -> Figure:
+    "Predicted against actual, the mean residual per predicted decile and the importance panels of a regression."
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(15, 4.5), layout="constrained")
+    scatter, residuals, importance = figure.subplots(1, 3).flat
+    points = curves["predicted_actual"]
+    scatter.scatter(points["actual"], points["predicted"], s=6, alpha=0.4)
+    values = points[["actual", "predicted"]].to_numpy()
+    low, high = (np.nanmin(values), np.nanmax(values)) if len(values) else (0, 1)
+    scatter.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
+    scatter.set(title="Predicted against actual", xlabel="actual", ylabel="predicted")
+    residuals.bar(curves["residuals"]["decile"], curves["residuals"]["mean_residual"])
+    residuals.axhline(0, color="grey", linestyle="--", linewidth=1)
+    residuals.set(title="Mean residual by predicted decile", xlabel="decile of the prediction",
+                  ylabel="mean of actual - predicted", xticks=curves["residuals"]["decile"].tolist())
+    importance_panel(importance, curves["importance"], top)
+    return figure
+
+def multiclass_figure(curves: Mapping[str, pd.DataFrame], top: int = 12) -> Figure:
+    "The confusion matrix, precision and recall per class, and the importance panels of a multiclass model."
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(15, 4.5), layout="constrained")
+    confusion, per_class, importance = figure.subplots(1, 3).flat
+    actual, predicted = curves["confusion"]["actual"].astype(str), curves["confusion"]["predicted"].astype(str)
+    classes = sorted(set(actual) | set(predicted))
+    counts = pd.crosstab(actual, predicted).reindex(index=classes, columns=classes, fill_value=0).to_numpy()
+    confusion.imshow(counts, cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts):
+        confusion.text(j, i, f"{n:,}", ha="center", va="center", color="white" if n > counts.max() / 2 else "black")
+    ticks = list(range(len(classes)))
+    confusion.set(title="Confusion at the most probable class", xlabel="predicted", ylabel="actual", xticks=ticks,
+                  xticklabels=classes, yticks=ticks, yticklabels=classes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall, precision = np.diag(counts) / counts.sum(axis=1), np.diag(counts) / counts.sum(axis=0)
+    position = np.arange(len(classes))
+    per_class.bar(position - 0.2, precision, width=0.4, label="precision")
+    per_class.bar(position + 0.2, recall, width=0.4, label="recall")
+    per_class.set(title="Precision and recall per class", xticks=ticks, xticklabels=classes, ylim=(0, 1.02))
+    per_class.legend()
+    importance_panel(importance, curves["importance"], top)
+    return figure
+
+def curve_figure(curves: Mapping[str, pd.DataFrame], threshold: float | None = None, top: int = 12,
+                 task: str = "binary") -> Figure:
+    """The figure of a `task` model's plot tables: for a binary model, ROC, precision-recall, reliability, profit,
+    importance (the `top` columns) and confusion panels; `regression_figure` or `multiclass_figure` for the others."""
+    if task != "binary":
+        return (regression_figure if task == "regression" else multiclass_figure)(curves, top)
     from matplotlib.figure import Figure   # imported here: importing the stage module stays cheap
     figure = Figure(figsize=(15, 9), layout="constrained")
     roc, pr, reliability, profit, importance, confusion = figure.subplots(2, 3).flat
@@ -280,9 +533,7 @@ def curve_figure(curves: Mapping[str, pd.DataFrame], threshold: float | None = N
         profit.axvline(threshold, color="black", linestyle=":", label=f"decision threshold {threshold:.3f}")
         profit.legend()
     profit.set(title="Profit by threshold (vs acting on nobody)", xlabel="decision threshold", ylabel="expected profit")
-    drivers = curves["importance"].head(top).iloc[::-1]
-    importance.barh(drivers["feature"], drivers["importance"], xerr=drivers["std"] if "std" in drivers else None)
-    importance.set(title="Permutation importance", xlabel="drop in the primary metric")
+    importance_panel(importance, curves["importance"], top)
     counts = pd.crosstab(curves["confusion"]["actual"], curves["confusion"]["predicted"]).reindex(
         index=[0, 1], columns=[0, 1], fill_value=0)
     confusion.imshow(counts.to_numpy(), cmap="Blues")
@@ -302,38 +553,63 @@ PARAMS_SCHEMA = params_contract("evaluate", {
 })
 
 def require_success(result: dict, problem: Problem, fail_on_miss: bool) -> None:
-    "With `fail_on_miss`, raise a `StageError` naming the primary metric when it misses the success threshold."
+    """With `fail_on_miss`, raise a `StageError` naming the primary metric when it misses the success threshold: is
+    below it, or above it for an error or a loss."""
     if fail_on_miss and not result["meets_success_threshold"]:
+        side = "above" if problem.lower_is_better else "below"
         raise StageError("evaluate", catalog.METRICS, problem.primary_metric,
-                         f"{result['primary_score']:.4f} is below the success threshold {problem.success_threshold} "
-                         "(evaluate.fail_on_miss is true)")
+                         f"{result['primary_score']:.4f} is {side} the success threshold {problem.success_threshold} "
+                         f"({problem.target_text()}; evaluate.fail_on_miss is true)")
+
+# %% ../../../nbs/09_evaluate.ipynb #09c027b
+def model_output(pipeline, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the metrics are computed on, and the classes: the positive class's probability (binary), every class's
+    probability in the order of the model's classes (multiclass), the predicted value (regression, no classes)."""
+    if task == "regression":
+        return np.asarray(pipeline.predict(X), dtype=float), None
+    proba = pipeline.predict_proba(X)
+    return (proba[:, 1], None) if task == "binary" else (proba, pipeline.classes_)
 
 # %% ../../../nbs/09_evaluate.ipynb #09c029
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Run the evaluate stage from its declared `params` in the project at `root`; return the hold-out metrics."
-    problem, settings = Problem.from_params(params["problem"], stage="evaluate"), params["evaluate"]
+    problem, settings = resolved_problem(params["problem"], root, "evaluate"), params["evaluate"]
     spec, threshold_info = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.THRESHOLD, root))
     check_segments(list(settings["segments"]), spec["categorical"])
     model = load_model(resolve(catalog.MODEL, root), stage="evaluate")   # the recorded model, or a refusal
-    _, model, threshold = model_parts(model, "evaluate", catalog.MODEL)   # rows already clean: the pipeline after the cleaner
+    _, model, threshold = model_parts(model, "evaluate", task=problem.task)   # rows already clean: the pipeline after the cleaner
     train = read_table(resolve(catalog.TRAIN, root), "evaluate", [spec["label"], "cutoff"])
     test = read_table(resolve(catalog.TEST, root), "evaluate", model_columns(spec) + [spec["label"], "cutoff"])
-    proba, y_test = model.predict_proba(test[model_columns(spec)])[:, 1], test[spec["label"]].to_numpy()
+    output, classes = model_output(model, test[model_columns(spec)], problem.task)
+    y_test = test[spec["label"]].to_numpy()
 
-    scores = evaluate(y_test, proba, threshold)
-    result = hold_out_result(scores, profit_summary(y_test, proba, threshold, problem), threshold_info, problem,
-                             len(train), len(test))
+    if problem.task == "binary":
+        scores = evaluate(y_test, output, threshold)
+        beside = profit_summary(y_test, output, threshold, problem)
+        tables = curve_tables(y_test, output, threshold, problem)
+    else:
+        scores = kind_scores(problem.task, y_test, output, classes)
+        if problem.primary_metric not in scores:
+            raise StageError("evaluate", catalog.TEST, spec["label"], f"{problem.primary_metric} cannot be computed "
+                             "on the hold-out labels (MAPE needs labels above zero, one-vs-rest ROC-AUC two classes or more): "
+                             "choose another problem.primary_metric")
+        beside = naive_summary(scores, train[spec["label"]].to_numpy(), y_test, problem, classes)
+        tables = (regression_tables(y_test, output, settings["seed"]) if problem.task == "regression"
+                  else multiclass_tables(y_test, output, classes))
+    result = hold_out_result(scores, beside, threshold_info, problem, len(train), len(test))
     write_json(rounded(result), resolve(catalog.METRICS, root))
-    for name, table in curve_tables(y_test, proba, threshold, problem).items():
+    for name, table in plot_tables(tables).items():
         write_csv(table, resolve(catalog.plot_file(name), root))
-    measured = importance_rows(test, spec["label"], settings.get("importance_rows"), settings["seed"])
-    importance = importance_table(model, measured, spec, problem.primary_metric, settings["seed"], settings["importance_repeats"])
+    measured = importance_rows(test, spec["label"], settings.get("importance_rows"), settings["seed"], problem.task)
+    importance = importance_table(model, measured, spec, problem.primary_metric, settings["seed"],
+                                  settings["importance_repeats"], problem.task)
     write_csv(importance, resolve(catalog.plot_file("importance"), root))
-    segments = segment_table(test, proba, spec["label"], threshold, list(settings["segments"]))
-    write_json({f"{r.segment}={r.level}": {"rows": r.rows, "roc_auc": r.roc_auc, "recall": r.recall} for r in segments.itertuples()},
-               resolve(catalog.SEGMENTS_JSON, root))
+    segments = segment_table(test, output, spec["label"], threshold, list(settings["segments"]), problem.task, classes)
+    shown = ["roc_auc", "recall"] if problem.task == "binary" else [c for c in segments if c in TASK_METRICS[problem.task]]
+    write_json({f"{r['segment']}={r['level']}": {"rows": r["rows"], **{k: r[k] for k in shown}}
+                for r in segments.to_dict("records")}, resolve(catalog.SEGMENTS_JSON, root))
     write_markdown(resolve(catalog.SEGMENTS_REPORT, root), "Hold-out performance by segment", markdown_table(segments))
-    data = {**data_summary(train, test, spec["label"]), "importance_rows": len(measured)}
+    data = {**data_summary(train, test, spec["label"], problem.task), "importance_rows": len(measured)}
     write_text(model_card(problem, result, threshold_info, segments, importance, data),
                resolve(catalog.MODEL_CARD, root))
     print(headline(result, problem))

@@ -19,10 +19,12 @@ from ..params import params_contract
 from ..tables import read_table, write_json, write_table
 from ..project import visible_columns
 from ..reporting import markdown_table, write_markdown
+from ..modelling import resolved_problem
 
 # %% auto #0
-__all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'PARAMS_SCHEMA', 'SPLIT_FILES', 'behaviour_features', 'behaviour_columns',
-           'build_features', 'feature_spec', 'feature_auc', 'leakage_verdicts', 'write_leakage_report', 'refuse_leaks',
+__all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'LEAK_R2_MARGIN_FLOOR', 'LEAK_MEASURES', 'PARAMS_SCHEMA', 'SPLIT_FILES',
+           'behaviour_features', 'behaviour_columns', 'build_features', 'feature_spec', 'feature_codes', 'feature_auc',
+           'feature_auc_ovr', 'feature_r2', 'label_parts', 'leakage_verdicts', 'write_leakage_report', 'refuse_leaks',
            'contract_columns', 'check_inputs', 'write_splits', 'run']
 
 # %% ../../../nbs/06_features.ipynb #06c005
@@ -100,56 +102,120 @@ def feature_spec(table: pd.DataFrame, id_column: str, label: str, categorical: l
             "categorical": [c for c in columns if is_text(c)]}
 
 # %% ../../../nbs/06_features.ipynb #06c013
-LEAK_DEFAULTS = {"max_auc": 0.95, "margin": 0.1, "accept": []}
-LEAK_MARGIN_FLOOR = 0.75   # below this, a feature far ahead of the rest is a signal, not a suspect
+LEAK_DEFAULTS = {"max_auc": 0.95, "max_r2": 0.9, "margin": 0.1, "accept": []}
+LEAK_MARGIN_FLOOR = 0.75     # below this ROC-AUC, a feature far ahead of the rest is a signal, not a suspect
+LEAK_R2_MARGIN_FLOOR = 0.5   # the same for a regression's R²
+LEAK_MEASURES = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "regression": "r2"}   # the verdict table's column
+
+def feature_codes(values: pd.Series, bins: int = 20) -> pd.Series:
+    "One feature as the levels the guard groups rows by: its values, numbers as quantile bins, gaps their own level."
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        codes = values if values.nunique() <= bins else pd.qcut(values, bins, labels=False, duplicates="drop")
+        return codes.astype("float64").fillna(-np.inf)
+    return values.astype("string").fillna("\0missing")
 
 def feature_auc(values: pd.Series, y: pd.Series, folds: int = 5, seed: int = 0, bins: int = 20) -> float:
     "Out-of-fold ROC-AUC of one feature alone: each row scored by the positive rate of its level or bin in the other folds."
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        codes = values if values.nunique() <= bins else pd.qcut(values, bins, labels=False, duplicates="drop")
-        codes = codes.astype("float64").fillna(-np.inf)
-    else:
-        codes = values.astype("string").fillna("\0missing")
+    codes = feature_codes(values, bins)
     y, oof = y.to_numpy(), np.zeros(len(y))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
         rates = pd.Series(y[train]).groupby(codes.iloc[train].to_numpy()).mean()
         oof[test] = codes.iloc[test].map(rates).fillna(y[train].mean()).to_numpy()
     return float(roc_auc_score(y, oof))
 
+def feature_auc_ovr(values: pd.Series, y: pd.Series, folds: int = 5, seed: int = 0, bins: int = 20) -> float:
+    """A multiclass label's version: out-of-fold one-vs-rest ROC-AUC, the macro average over the classes, each row
+    scored by the share of each class in its level or bin in the other folds (the classes' shares where unseen)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    codes, y = feature_codes(values, bins), y.to_numpy()
+    classes = np.unique(y)
+    onehot = pd.DataFrame((y[:, None] == classes).astype("float64"))
+    oof = np.zeros((len(y), len(classes)))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        shares = onehot.iloc[train].groupby(codes.iloc[train].to_numpy()).mean()
+        oof[test] = shares.reindex(codes.iloc[test].to_numpy()).fillna(onehot.iloc[train].mean()).to_numpy()
+    return float(roc_auc_score(y, oof, multi_class="ovr", average="macro", labels=classes))
+
+def feature_r2(values: pd.Series, y: pd.Series, folds: int = 5, seed: int = 0, bins: int = 20) -> float:
+    """A regression label's version: out-of-fold R² of one feature alone, each row predicted by the mean label of its
+    level or bin in the other folds (their mean where unseen). 0 is no better than the mean; below 0, worse."""
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold
+    codes = feature_codes(values, max(2, min(bins, len(y) // 10)))   # bins of 10 rows or more: a mean, not noise
+    y, oof = y.to_numpy(dtype="float64"), np.zeros(len(y))
+    for train, test in KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y))):
+        means = pd.Series(y[train]).groupby(codes.iloc[train].to_numpy()).mean()
+        oof[test] = codes.iloc[test].map(means).fillna(y[train].mean()).to_numpy()
+    return float(r2_score(y, oof))
+
+def label_parts(train: pd.DataFrame, features: list[str], label: str, share: float = 0.99,
+                max_features: int = 60) -> dict[str, str]:
+    """A regression label's parts among the numeric features: two features whose sum (or difference) is the label on
+    at least `share` of the rows where all three are known (within 0.1% of the label's scale), each with why. Such
+    features are the label split up (rentals by casual and registered users), each one alone far from it."""
+    numeric = [f for f in features if pd.api.types.is_numeric_dtype(train[f]) and not pd.api.types.is_bool_dtype(train[f])]
+    y = train[label].astype("float64").to_numpy()
+    tolerance = 1e-3 * max(float(np.nanstd(y)), 1e-12)
+    found: dict[str, str] = {}
+    for i, a in enumerate(numeric[:max_features]):
+        for b in numeric[i + 1:max_features]:
+            x, z = train[a].astype("float64").to_numpy(), train[b].astype("float64").to_numpy()
+            known = ~(np.isnan(x) | np.isnan(z) | np.isnan(y))
+            if known.sum() < 10:
+                continue
+            for sign, how in ((1, "+"), (-1, "-")):
+                if np.mean(np.abs(x[known] + sign * z[known] - y[known]) <= tolerance) >= share:
+                    for feature in (a, b):
+                        found.setdefault(feature, f"{a} {how} {b} is the label on {share:.0%} of the rows or more")
+    return found
+
 def leakage_verdicts(train: pd.DataFrame, features: list[str], label: str, settings: Mapping | None = None,
-                     folds: int = 5, seed: int = 0) -> list[dict]:
-    "Each feature's ROC-AUC alone on the training rows, and its verdict: ok, flagged (why), or accepted (the reason given)."
+                     folds: int = 5, seed: int = 0, task: str = "binary") -> list[dict]:
+    """Each feature's score alone on the training rows (ROC-AUC; one-vs-rest macro ROC-AUC for a multiclass label;
+    R² for a regression), and its verdict: ok, flagged (why), or accepted (the reason given)."""
     settings = {**LEAK_DEFAULTS, **(settings or {})}
     accepted = {a["feature"]: a["reason"] for a in settings["accept"]}
     unknown = [f for f in accepted if f not in features]
     if unknown:
         raise StageError("features", "params.yaml", "features.leakage.accept",
                          f"{unknown} are not features of the model (features: {features[:30]}): check the names")
-    y = train[label].astype("int64").reset_index(drop=True)
-    folds = min(folds, int(y.value_counts().min()) if y.nunique() == 2 else 0)
+    if task == "regression":
+        y = train[label].astype("float64").reset_index(drop=True)
+        folds = min(folds, len(y) // 2 if y.nunique() > 1 else 0)
+        score, name, top, floor, chance = feature_r2, "R²", settings["max_r2"], LEAK_R2_MARGIN_FLOOR, 0.0
+    else:
+        y = train[label].reset_index(drop=True)
+        y = y.astype("int64") if task == "binary" else y
+        classes = 2 if task == "binary" else max(2, y.nunique())
+        folds = min(folds, int(y.value_counts().min()) if y.nunique() == classes else 0)
+        score, name = (feature_auc, "ROC-AUC") if task == "binary" else (feature_auc_ovr, "one-vs-rest ROC-AUC")
+        top, floor, chance = settings["max_auc"], LEAK_MARGIN_FLOOR, 0.5
     if folds < 2 or not features:
-        return []   # too few rows of a class to tell
-    aucs = {f: round(feature_auc(train[f].reset_index(drop=True), y, folds, seed), 4) for f in features}
+        return []   # too few rows (of a class) to tell
+    measure = LEAK_MEASURES[task]
+    scores = {f: round(score(train[f].reset_index(drop=True), y, folds, seed), 4) for f in features}
+    parts = label_parts(train, features, label) if task == "regression" else {}
     verdicts = []
-    for feature, auc in aucs.items():
-        runner_up = max([a for f, a in aucs.items() if f != feature], default=0.5)
-        why = (f"ROC-AUC {auc:.3f} alone, at least {settings['max_auc']}" if auc >= settings["max_auc"] else
-               f"ROC-AUC {auc:.3f} alone, {auc - runner_up:.3f} above every other feature ({runner_up:.3f})"
-               if auc >= LEAK_MARGIN_FLOOR and auc - runner_up >= settings["margin"] else "")
+    for feature, value in scores.items():
+        runner_up = max([a for f, a in scores.items() if f != feature], default=chance)
+        why = (f"{name} {value:.3f} alone, at least {top}" if value >= top else
+               f"{name} {value:.3f} alone, {value - runner_up:.3f} above every other feature ({runner_up:.3f})"
+               if value >= floor and value - runner_up >= settings["margin"] else parts.get(feature, ""))
         verdict = ("accepted" if feature in accepted else "flagged") if why else "ok"
-        verdicts.append({"feature": feature, "roc_auc": auc, "verdict": verdict,
+        verdicts.append({"feature": feature, measure: value, "verdict": verdict,
                          "why": f"{why}; accepted: {accepted[feature]}" if verdict == "accepted" else why})
-    return sorted(verdicts, key=lambda v: -v["roc_auc"])
+    return sorted(verdicts, key=lambda v: -v[measure])
 
-def write_leakage_report(verdicts: list[dict], root: Path | None = None) -> Path:
-    "The guard's verdicts, strongest feature first, as `reports/leakage.md`."
+def write_leakage_report(verdicts: list[dict], root: Path | None = None, task: str = "binary") -> Path:
+    "The guard's verdicts, strongest feature first, as `reports/leakage.md`; the score's column names its measure."
     flagged = [v["feature"] for v in verdicts if v["verdict"] == "flagged"]
     return write_markdown(resolve(catalog.LEAKAGE_REPORT, root), "Leakage guard: each feature alone",
                           f"Flagged: {flagged or 'none'}. A flagged feature fails the features stage: drop it "
                           "(`preprocess.drop_columns`) or accept it by name with a reason (`features.leakage.accept`).",
-                          markdown_table(verdicts, ["feature", "roc_auc", "verdict", "why"]))
+                          markdown_table(verdicts, ["feature", LEAK_MEASURES[task], "verdict", "why"]))
 
 def refuse_leaks(verdicts: list[dict]) -> None:
     "Fail the stage (`features.leakage.accept`) on any flagged feature, naming each."
@@ -168,6 +234,7 @@ PARAMS_SCHEMA = params_contract("features", {
     "min_category_frequency": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
     "leakage": {"type": "object", "additionalProperties": False, "properties": {
         "max_auc": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
+        "max_r2": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},   # regression labels
         "margin": {"type": "number", "minimum": 0, "maximum": 0.5},
         "accept": {"type": "array", "items": {"type": "object", "required": ["feature", "reason"],
                                               "additionalProperties": False,
@@ -193,12 +260,13 @@ def check_inputs(params: Mapping, root: Path) -> None:
         raise StageError("features", "params.yaml", "features.categorical",
                          f"{unknown} not among the columns of the {preprocess['units']} table (columns: {columns[:20]})")
 
-def write_splits(table: pd.DataFrame, label: str, root: Path) -> dict:
-    "Write the train, test and (unlabelled) serving rows of `table` to their files; return the row counts."
+def write_splits(table: pd.DataFrame, label: str, root: Path, label_dtype="int64") -> dict:
+    """Write the train, test and (unlabelled) serving rows of `table` to their files, the label as `label_dtype` (as
+    preprocess wrote it: 0/1, classes or numbers; the unlabelled serving rows made it float); return the row counts."""
     rows = {}
     for split, path in SPLIT_FILES.items():   # serving: the unlabelled batch the score stage scores
         part = table[table["split"] == split].reset_index(drop=True)
-        part = part.drop(columns=label) if split == "serving" else part.astype({label: "int64"})
+        part = part.drop(columns=label) if split == "serving" else part.astype({label: label_dtype})
         write_table(part, resolve(path, root))
         rows[split] = len(part)
     return rows
@@ -207,20 +275,22 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     """Build the feature table of every snapshot; guard against leaks (fail on a flagged feature not accepted by
     name); write the train, test and serving tables, the spec and the guard's report."""
     root = project_root() if root is None else Path(root)
-    id_column, label = params["problem"]["id_column"] or ROW_ID, params["problem"]["label"]
+    problem = resolved_problem(params["problem"], root, "features")   # its kind decides the guard's measure
+    id_column, label = problem.id_column or ROW_ID, problem.label
     settings = params["features"]
     units = read_table(resolve(catalog.UNITS, root), "features")
     events = read_table(resolve(catalog.EVENTS, root), "features")
-    snapshots = pd.concat([read_table(resolve(path, root), "features") for path in (catalog.SNAPSHOTS, catalog.SERVING_SNAPSHOT)])
+    labelled = read_table(resolve(catalog.SNAPSHOTS, root), "features")
+    snapshots = pd.concat([labelled, read_table(resolve(catalog.SERVING_SNAPSHOT, root), "features")])
     attributes = [c for c in units.columns if c != id_column]
     table = build_features(units, events, snapshots, id_column, list(settings["windows_days"]), attributes)
     spec = {**feature_spec(table, id_column, label, list(settings["categorical"])),
             "impute_numeric": settings["impute_numeric"], "min_category_frequency": settings["min_category_frequency"]}
     verdicts = leakage_verdicts(table[table["split"] == "train"], spec["numeric"] + spec["categorical"], label,
-                                settings.get("leakage"))
-    write_leakage_report(verdicts, root)
+                                settings.get("leakage"), task=problem.task)
+    write_leakage_report(verdicts, root, problem.task)
     refuse_leaks(verdicts)
-    rows = write_splits(table, label, root)
+    rows = write_splits(table, label, root, "int64" if problem.task == "binary" else labelled[label].dtype)
     write_json(spec, resolve(catalog.FEATURE_SPEC, root))
     return {"rows": rows, "numeric": spec["numeric"], "categorical": spec["categorical"],
             "leaks_accepted": [v["feature"] for v in verdicts if v["verdict"] == "accepted"]}

@@ -12,20 +12,21 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog
-from ..cleaning import (COLUMN_TYPES, ROW_ID, clean_rows, cleaning_recipe, decide_types, missing_share,
-                                   unit_id, with_row_id)
+from ..cleaning import (COLUMN_TYPES, ROW_ID, as_text, clean_rows, cleaning_recipe, decide_types, missing_share,
+                                   parse_numbers, text_as_numbers, unit_id, with_row_id)
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
 from ..tables import read_table, require_columns, require_rows, write_json, write_table
 from ..project import visible_columns, visible_values
-from ..modelling import Problem
+from ..modelling import Problem, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['YAML_BOOLEANS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units', 'amount_cap', 'clean_events', 'snapshot_cutoffs',
-           'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels', 'positive_classes', 'is_positive',
-           'require_positive_class', 'label_from_column', 'split_table', 'date_columns', 'labels_from_events',
-           'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
+__all__ = ['EVENT_LABEL_TASKS', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units',
+           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'event_label', 'label_snapshots', 'serving_snapshot',
+           'label_token', 'known_labels', 'positive_classes', 'is_positive', 'require_positive_class', 'class_labels',
+           'number_labels', 'label_from_column', 'require_both_splits', 'split_table', 'date_columns',
+           'labels_from_events', 'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
 def columns_report(decisions: list[dict]) -> str:
@@ -99,9 +100,16 @@ def snapshot_cutoffs(problem: Problem, train_snapshots: int) -> dict[pd.Timestam
     cutoffs = {problem.cutoff_date - step * k: "train" for k in range(train_snapshots, 0, -1)}
     return {**cutoffs, problem.cutoff_date: "test"}
 
+EVENT_LABEL_TASKS = {"churn": "binary", "spend": "regression"}   # preprocess.event_history.label: its kind of problem
+
+def event_label(history: Mapping) -> str:
+    "The label an event history derives: `preprocess.event_history.label`, churn when absent."
+    return history.get("label") or "churn"
+
 def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict[pd.Timestamp, str],
-                    problem: Problem, stage: str = "preprocess") -> pd.DataFrame:
-    "Customers active at each cutoff, with the cutoff, the split and the churn label."
+                    problem: Problem, stage: str = "preprocess", label: str = "churn") -> pd.DataFrame:
+    """Customers active at each cutoff, with the cutoff, the split and the label of the `horizon_days` after it:
+    churn (1: no event in them, as int64) or spend (the sum of the event amounts in them, 0 for none, as float64)."""
     idc, horizon = problem.id_column, pd.Timedelta(days=problem.horizon_days)
     window = pd.Timedelta(days=problem.active_window_days)
     last_event = events["timestamp"].max()
@@ -114,13 +122,21 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
         ts = events["timestamp"]
         active = events.loc[(ts >= cutoff - window) & (ts < cutoff), idc].unique()
         active = customers.loc[customers[idc].isin(active) & (customers["signup_date"] < cutoff), idc]
-        stayed = set(events.loc[(ts >= cutoff) & (ts < cutoff + horizon), idc])
-        rows.append(pd.DataFrame({idc: active.to_numpy(), "cutoff": cutoff, "split": split,
-                                  problem.label: (~active.isin(stayed)).astype("int64").to_numpy()}))
+        after = events.loc[(ts >= cutoff) & (ts < cutoff + horizon)]
+        if label == "spend":
+            spent = after.groupby(idc)["amount"].sum()
+            y = active.map(spent).fillna(0.0).astype("float64")
+        else:
+            y = (~active.isin(set(after[idc]))).astype("int64")
+        rows.append(pd.DataFrame({idc: active.to_numpy(), "cutoff": cutoff, "split": split, problem.label: y.to_numpy()}))
     snapshots = pd.concat(rows, ignore_index=True)
     for split in ("train", "test"):
         part = snapshots[snapshots["split"] == split]
         require_rows(part, stage, f"{catalog.RAW}/events.parquet", f"active customers in the {split} snapshots")
+        if part[problem.label].nunique() < 2 and label == "spend":
+            raise StageError(stage, f"{catalog.RAW}/events.parquet", problem.label,
+                             f"every customer in the {split} snapshots spends {part[problem.label].iloc[0]:g} in the "
+                             f"{problem.horizon_days} days after the cutoff; a regression needs a label that varies")
         if part[problem.label].nunique() < 2:
             raise StageError(stage, f"{catalog.RAW}/events.parquet", problem.label,
                              f"the {split} snapshots hold only one class; a classifier needs both")
@@ -182,22 +198,72 @@ def require_positive_class(values: pd.Series, label: str, positive_class, stage:
                     f"On, Off, True and False so): quote it, e.g. positive_class: \"{meant or 'Yes'}\"")
     raise StageError(stage, "params.yaml", "problem.positive_class", problem)
 
-def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess"
+def class_labels(values: pd.Series) -> pd.Series:
+    "A multiclass label's known values as classes: whole-number codes as integers (stored as text too), else trimmed text."
+    numbers = values if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+        else text_as_numbers(values)
+    if numbers is not None and bool((numbers == numbers.round()).all()):
+        return numbers.astype("int64")
+    return as_text(values).astype(object)
+
+def number_labels(values: pd.Series, label: str, stage: str = "preprocess") -> pd.Series:
+    """A regression label as floats, text read as the cleaning rules read numbers (gaps: missing); any other text is a
+    `StageError` naming the column and examples."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    numbers, unparseable = parse_numbers(values)
+    if unparseable.any():
+        examples = list(dict.fromkeys(values[unparseable].astype(str)))[:5]
+        raise StageError(stage, f"{catalog.RAW} unit table", label,
+                         f"a regression label must be a number: {int(unparseable.sum())} values are not, e.g. {examples} "
+                         "(fix the data, or set problem.task if the label is classes)")
+    return numbers
+
+def label_from_column(units: pd.DataFrame, label: str, positive_class, stage: str = "preprocess", task: str = "binary"
                       ) -> tuple[pd.DataFrame, pd.Series, dict]:
-    """The units without their label column, and the label as 0/1. Rows without a label (missing or blank, as read:
-    before any gap is filled) are dropped and counted."""
+    """The units without their label column, and the label: 0/1 (binary), the classes (multiclass) or a number
+    (regression). Rows without a label (missing or blank, as read: before any gap is filled) are dropped and counted."""
     if label not in units:
         raise StageError(stage, f"{catalog.RAW} unit table", label, "the label column is missing (problem.label)")
-    known = known_labels(units[label])
-    values = units.loc[known, label]
-    require_positive_class(values, label, positive_class, stage)
-    y = is_positive(values, positive_class).astype("int64")
+    if task == "regression":
+        numbers = number_labels(units[label], label, stage)
+        known, y = numbers.notna(), numbers[numbers.notna()]
+    else:
+        known = known_labels(units[label])
+        values = units.loc[known, label]
+        if task == "multiclass":
+            y = class_labels(values)
+        else:
+            require_positive_class(values, label, positive_class, stage)
+            y = is_positive(values, positive_class).astype("int64")
     return units.loc[known].drop(columns=label).reset_index(drop=True), y.reset_index(drop=True), \
         {"missing_label_dropped": int((~known).sum())}
 
+MIN_REGRESSION_ROWS = 5   # a regression's training split needs at least this many rows (and two values); its test split 2
+
+def require_both_splits(snapshots: pd.DataFrame, label: str, task: str = "binary", stage: str = "preprocess") -> None:
+    """Raise a `StageError` on the label unless each split can teach and test: two classes or more (multiclass: every
+    test class seen in training), or for a regression enough rows and more than one value."""
+    source = f"{catalog.RAW} unit table"
+    parts = {part: snapshots.loc[snapshots["split"] == part, label] for part in ("train", "test")}
+    for part, y in parts.items():
+        if task == "regression":
+            least = MIN_REGRESSION_ROWS if part == "train" else 2
+            if len(y) < least or y.nunique() < 2:
+                raise StageError(stage, source, label, f"the {part} split holds {len(y)} rows with {y.nunique()} "
+                                                       f"distinct values; a regression needs {least} rows or more, not all equal")
+        elif y.nunique() < 2:
+            raise StageError(stage, source, label, f"the {part} split holds only one class")
+    unseen = sorted(set(parts["test"]) - set(parts["train"]), key=str) if task == "multiclass" else []
+    if unseen:
+        raise StageError(stage, source, label, f"classes {unseen} occur in the test split but never in training: a "
+                                               "model cannot predict them (more data, or merge rare classes)")
+
 def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, timestamp_column: str | None,
-                test_size: float, seed: int, stage: str = "preprocess") -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Labelled rows with a train/test split (the latest rows by time, else stratified), and a stand-in serving batch."
+                test_size: float, seed: int, stage: str = "preprocess", task: str = "binary"
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled rows with a train/test split (the latest rows by time, else stratified: on the classes, or on the
+    label's quantile bins for a regression), and a stand-in serving batch."""
     from sklearn.model_selection import train_test_split
     if timestamp_column:
         when = units[timestamp_column]
@@ -205,14 +271,17 @@ def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, t
         split = np.where(when.rank(method="first") > len(units) - n_test, "test", "train")
         cutoff = when
     else:
-        train_index, _ = train_test_split(np.arange(len(units)), test_size=test_size, stratify=y, random_state=seed)
+        n_test = int(np.ceil(test_size * len(units)))
+        strata = stratification_labels(y, task, max(1, min(5, n_test, len(units) - n_test)))
+        try:
+            train_index, _ = train_test_split(np.arange(len(units)), test_size=test_size, stratify=strata, random_state=seed)
+        except ValueError as e:   # a class with one row, or more classes than test rows
+            raise StageError(stage, f"{catalog.RAW} unit table", label, f"cannot split stratified on the label: {e}") from None
         split = np.where(np.isin(np.arange(len(units)), train_index), "train", "test")
         cutoff = pd.Series(pd.NaT, index=units.index, dtype="datetime64[ns]")
     snapshots = pd.DataFrame({id_column: units[id_column].to_numpy(), "cutoff": cutoff.to_numpy(), "split": split,
                               label: y.to_numpy()})
-    for part in ("train", "test"):
-        if snapshots.loc[snapshots["split"] == part, label].nunique() < 2:
-            raise StageError(stage, f"{catalog.RAW} unit table", label, f"the {part} split holds only one class")
+    require_both_splits(snapshots, label, task, stage)
     serving = snapshots.loc[snapshots["split"] == "test", [id_column, "cutoff"]].assign(split="serving")
     return snapshots, serving.reset_index(drop=True)
 
@@ -228,7 +297,8 @@ def labels_from_events(units: pd.DataFrame, units_table: str, events_file: Path,
     units = units.rename(columns={history["signup_column"]: "signup_date"})
     events, report = clean_events(read_table(events_file, stage, [id_column, "timestamp", "amount"]), units[id_column],
                                   id_column, problem.require_event_settings(stage).cutoff_date, history["amount_cap_quantile"])
-    snapshots = label_snapshots(units, events, snapshot_cutoffs(problem, history["train_snapshots"]), problem)
+    snapshots = label_snapshots(units, events, snapshot_cutoffs(problem, history["train_snapshots"]), problem, stage,
+                                event_label(history))
     serving = serving_snapshot(units, events, pd.Timestamp(history["serving_as_of"]), problem)
     return units, events, snapshots, serving, report
 
@@ -240,23 +310,32 @@ def no_events(id_column: str, id_dtype) -> pd.DataFrame:
 def labels_from_column(units: pd.DataFrame, id_column: str, problem: Problem, timestamp_column: str | None,
                        test_size: float, seed: int) -> tuple[pd.DataFrame, ...]:
     "Units without their label, no events, the split labelled rows, a stand-in serving batch, and the label counts."
-    units, y, report = label_from_column(units, problem.label, problem.positive_class)
-    snapshots, serving = split_table(units, y, id_column, problem.label, timestamp_column, test_size, seed)
+    units, y, report = label_from_column(units, problem.label, problem.positive_class, task=problem.task)
+    snapshots, serving = split_table(units, y, id_column, problem.label, timestamp_column, test_size, seed,
+                                     task=problem.task)
     return units, no_events(id_column, units[id_column].dtype), snapshots, serving, report
 
-def split_report(snapshots: pd.DataFrame, label: str) -> pd.DataFrame:
-    "Rows and positive rate of each split."
+def split_report(snapshots: pd.DataFrame, label: str, task: str = "binary") -> pd.DataFrame:
+    """Rows of each split and its label's distribution: the positive rate (binary), the share of each class
+    (multiclass), or the mean, median, minimum and maximum (regression)."""
+    grouped = snapshots.groupby("split")[label]
+    if task == "multiclass":
+        shares = pd.crosstab(snapshots["split"], snapshots[label], normalize="index")
+        return pd.concat([grouped.size().rename("rows"), shares.add_prefix("share_")], axis=1)
+    if task == "regression":
+        return grouped.agg(rows="size", mean="mean", median="median", min="min", max="max")
     return snapshots.groupby("split").agg(rows=(label, "size"), positive_rate=(label, "mean"))
 
 # %% ../../../nbs/05_preprocess.ipynb #05c023
 PARAMS_SCHEMA = params_contract("preprocess", {
     "units": {"type": "string", "minLength": 1},
-    "event_history": {"oneOf": [{"type": "null"}, {
-        "type": "object", "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
+    "event_history": {   # null, or an object (its keywords apply to an object only: an error names the key at fault)
+        "type": ["object", "null"], "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
         "properties": {"table": {"type": "string"}, "signup_column": {"type": "string"},
                        "amount_cap_quantile": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
                        "train_snapshots": {"type": "integer", "minimum": 1, "maximum": 24},
-                       "serving_as_of": {"type": "string", "format": "date"}}}]},
+                       "serving_as_of": {"type": "string", "format": "date"},
+                       "label": {"enum": list(EVENT_LABEL_TASKS)}}},   # absent: churn
     "timestamp_column": {"type": ["string", "null"]},
     "test_size": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
     "drop_columns": {"type": "array", "items": {"type": "string"}},
@@ -293,13 +372,21 @@ def check_inputs(params: Mapping, root: Path) -> None:
         return
     label = problem["label"]
     values = visible_values(params, units, label, root)   # as read: clean_units leaves the label so
-    require_positive_class(values[known_labels(values)], label, problem.get("positive_class", Problem.positive_class))
+    known = values[known_labels(values)]
+    task = problem.get("task", "auto")   # auto: binary when the label takes two values (the problem stage decides)
+    if task == "binary" or (task == "auto" and known.map(label_token).nunique() == 2):
+        require_positive_class(known, label, problem.get("positive_class", Problem.positive_class))
 
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Clean the unit table, label and split it (from its event history or its label column); write the interim tables."
     root = project_root() if root is None else Path(root)
-    problem = Problem.from_params(params["problem"], stage="preprocess")
+    problem = resolved_problem(params["problem"], root, "preprocess")   # of the kind the problem stage decided
     settings, history = params["preprocess"], params["preprocess"]["event_history"]
+    expected = EVENT_LABEL_TASKS.get(event_label(history)) if history else None
+    if history and problem.task != expected:
+        raise StageError("preprocess", "params.yaml", "problem.task",
+                         f"'{problem.task}' with an event history whose label is {event_label(history)} "
+                         f"(preprocess.event_history.label): that label is {expected} (rerun the problem stage)")
     id_column, units_table = unit_id(problem.id_column), catalog.raw_table(settings["units"])
     raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
     units, report, recipe = clean_units(
@@ -321,7 +408,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     for path, table in {catalog.UNITS: units, catalog.EVENTS: events, catalog.SNAPSHOTS: snapshots,
                         catalog.SERVING_SNAPSHOT: serving}.items():
         write_table(table, resolve(path, root))
-    split = split_report(snapshots, problem.label).round(4).to_dict(orient="index")
+    split = split_report(snapshots, problem.label, problem.task).round(4).to_dict(orient="index")
     report["column_types"] = {d["column"]: d["type"] for d in decisions}
     write_json({**report, **label_report, "split": split, "serving_rows": len(serving)}, resolve(catalog.PREPROCESS_REPORT, root))
     return {"units": len(units), "events": len(events), "split": split, "serving_rows": len(serving)}

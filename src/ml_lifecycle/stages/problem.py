@@ -11,40 +11,135 @@ from pathlib import Path
 import pandas as pd
 
 from .. import catalog
-from ..core import project_root, resolve
+from ..cleaning import as_text, text_as_numbers
+from ..core import StageError, project_root, resolve
 from ..reporting import markdown_page, markdown_table
-from ..tables import write_json, write_text
-from ..modelling import PROBLEM_SCHEMA, Problem
+from ..tables import read_table, write_json, write_text
+from ..modelling import PROBLEM_SCHEMA, Problem, infer_task
+from ..project import visible_values
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'problem_card', 'run']
+__all__ = ['SHOWN_CLASSES', 'EVENT_LABELS', 'PARAMS_SCHEMA', 'label_as_read', 'event_label', 'problem_kind', 'label_classes',
+           'label_text', 'problem_card', 'check_inputs', 'run']
+
+# %% ../../../nbs/01_problem.ipynb #01c003b
+SHOWN_CLASSES = 10   # a multiclass label with at most this many classes has them listed on the card
+EVENT_LABELS = {     # preprocess.event_history.label: the kind of problem each label derived from the events makes
+    "churn": ("binary", "a unit churns or not: 1/0"),
+    "spend": ("regression", "the amount a unit spends after the cutoff: a number"),
+}
+
+def label_as_read(values: pd.Series) -> pd.Series:
+    "A label's values as the cleaning rules read them: numbers stored as text as numbers, other text trimmed."
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values
+    numbers = text_as_numbers(values)
+    return numbers if numbers is not None else as_text(values).astype(object)
+
+def event_label(history: Mapping, stage: str = "problem") -> str:
+    "Which label an event history derives (`preprocess.event_history.label`; absent: churn)."
+    label = history.get("label") or "churn"
+    if label not in EVENT_LABELS:
+        raise StageError(stage, "params.yaml", "preprocess.event_history.label",
+                         f"'{label}' is not a label derived from events: choose one of {list(EVENT_LABELS)}")
+    return label
+
+def problem_kind(task: str, history: Mapping | None, values: pd.Series | None, source: str = "params.yaml",
+                 stage: str = "problem") -> tuple[str, str]:
+    """The kind of problem (`binary`, `multiclass` or `regression`) and why: for a label derived from an event history,
+    the kind of that label (churn: binary, spend: regression; a `task` that contradicts it is refused); else `task`
+    when set, or the kind inferred from the label's `values` (`modelling.infer_task`), read at `source`.
+    `auto` is returned only when there is nothing to decide from yet (`values` None)."""
+    if history:
+        label = event_label(history, stage)
+        kind, why = EVENT_LABELS[label]
+        if task not in ("auto", kind):
+            other = [name for name, (k, _) in EVENT_LABELS.items() if k == task]
+            instead = f"preprocess.event_history.label: {other[0]}" if other else "preprocess.event_history: null " \
+                "to use a label column"
+            raise StageError(stage, "params.yaml", "problem.task",
+                             f"'{task}' contradicts the label derived from the event history "
+                             f"(preprocess.event_history.label: {label}): {label} is a {kind} problem ({why}); set "
+                             f"task: {kind} or auto, or {instead}")
+    if task != "auto":
+        return task, "set in params.yaml (problem.task)"
+    if history:
+        return kind, f"the label is derived from an event history ({why})"
+    if values is None:
+        return "auto", "the label is not in sight yet"
+    try:
+        return infer_task(label_as_read(values))
+    except ValueError as e:
+        raise StageError(stage, source, "problem.task", f"{e}") from None
+
+def label_classes(values: pd.Series) -> list:
+    "The distinct known values of a label, as read, sorted (whole numbers as integers)."
+    known = label_as_read(values).dropna()
+    known = known[known.astype(str).str.strip() != ""]
+    if pd.api.types.is_numeric_dtype(known) and (known == known.round()).all():
+        known = known.astype("int64")
+    return sorted(known.unique().tolist(), key=lambda v: (isinstance(v, str), v))
 
 # %% ../../../nbs/01_problem.ipynb #01c005
-def problem_card(p: Problem) -> str:
-    "A Markdown page stating the problem definition."
+def label_text(p: Problem, classes: list | None = None) -> str:
+    "The card's Label row: what the label is, for the problem's kind."
+    if p.cutoff_date is not None:   # derived from an event history: churn (binary) or spend (regression)
+        if p.task == "regression":
+            return f"`{p.label}`, the amount spent in the {p.horizon_days} days after the cutoff (0 for none)"
+        return f"`{p.label}` = 1 when there is no event in the {p.horizon_days} days after the cutoff"
+    if p.task == "regression":
+        return f"`{p.label}`, a number to predict"
+    if p.task == "multiclass":
+        if classes and len(classes) <= SHOWN_CLASSES:
+            return f"`{p.label}`, one of {len(classes)} classes: {', '.join(f'`{c}`' for c in classes)}"
+        return f"`{p.label}`, one of {len(classes)} classes" if classes else f"`{p.label}`, one of several classes"
+    positive = p.positive_class if isinstance(p.positive_class, (list, tuple)) else [p.positive_class]
+    return f"`{p.label}` = 1 when it is {' or '.join(f'`{c}`' for c in positive)}"
+
+def problem_card(p: Problem, reason: str = "", classes: list | None = None) -> str:
+    "A Markdown page stating the problem definition (`reason`: why it is of its kind; `classes`: a multiclass label's)."
     unit = f"one `{p.id_column}`" if p.id_column else "one row of the unit table"
+    holdout = []
     if p.cutoff_date is not None:
         unit += f" active at a cutoff date (an event in the {p.active_window_days} days before it)"
-        label = f"`{p.label}` = 1 when there is no event in the {p.horizon_days} days after the cutoff"
         holdout = [("Hold-out cutoff", f"{p.cutoff_date:%Y-%m-%d}; training uses only earlier cutoffs")]
-    else:
-        classes = p.positive_class if isinstance(p.positive_class, (list, tuple)) else [p.positive_class]
-        label, holdout = f"`{p.label}` = 1 when it is {' or '.join(f'`{c}`' for c in classes)}", []
-    rows = [("Unit of prediction", unit), ("Label", label), *holdout,
+    costs = [("Cost of a false positive", f"{p.cost_false_positive:g} (an action spent on a unit that did not need it)"),
+             ("Cost of a false negative", f"{p.cost_false_negative:g} (a positive missed)")] if p.task == "binary" else []
+    rows = [("Unit of prediction", unit), ("Kind of problem", f"{p.task}: {reason}" if reason else p.task),
+            ("Label", label_text(p, classes)), *holdout,
             ("Primary metric", f"`{p.primary_metric}` on the hold-out data"),
-            ("Success threshold", f"{p.primary_metric} >= {p.success_threshold}"),
-            ("Cost of a false positive", f"{p.cost_false_positive:g} (an action spent on a unit that did not need it)"),
-            ("Cost of a false negative", f"{p.cost_false_negative:g} (a positive missed)")]
+            ("Success threshold", p.target_text()), *costs]
     table = markdown_table(pd.DataFrame(rows, columns=["", ""]), disable_numparse=True)   # a two-column list, no headers
     return markdown_page(f"Problem definition: {p.name}", p.description, table)
 
 # %% ../../../nbs/01_problem.ipynb #01c008
 PARAMS_SCHEMA = PROBLEM_SCHEMA
 
+def check_inputs(params: Mapping, root: Path) -> None:
+    "The kind of problem, decided from the label in sight (if any) as `run` will, fits the definition."
+    settings, preprocess = params["problem"], params.get("preprocess") or {}
+    history, units = preprocess.get("event_history"), preprocess.get("units")
+    values = None
+    if not history and settings.get("task", "auto") in ("auto", "multiclass") and units:
+        values = visible_values(params, units, settings["label"], root)
+    task, _ = problem_kind(settings.get("task", "auto"), history, values, f"{units} table")
+    if task != "auto":
+        Problem.from_params(settings).with_task(task)
+
 def run(params: Mapping, root: str | Path | None = None) -> dict:
-    "Check the problem definition and write `reports/problem.md` (the card) and `reports/problem.json`."
+    """Decide the kind of problem (from the gathered label column, when `task` is auto), check the definition against
+    it, and write `reports/problem.md` (the card) and `reports/problem.json` (with `task` and `task_reason`)."""
     root = project_root() if root is None else Path(root)
-    problem = Problem.from_params(params["problem"])
-    write_json(problem.to_dict(), resolve(catalog.PROBLEM_JSON, root))
-    write_text(problem_card(problem), resolve(catalog.PROBLEM_CARD, root))
-    return problem.to_dict()
+    requested = params["problem"].get("task", "auto")
+    problem = Problem.from_params({**params["problem"], "task": "auto"})   # checked against its kind once decided
+    history, units = params["preprocess"]["event_history"], params["preprocess"]["units"]
+    values, source = None, catalog.raw_table(units)
+    if not history and requested in ("auto", "multiclass"):   # the label column alone
+        values = read_table(resolve(source, root), "problem", [problem.label], only=True)[problem.label]
+    task, reason = problem_kind(requested, history, values, source)
+    problem = problem.with_task(task)
+    classes = label_classes(values) if task == "multiclass" and values is not None else None
+    summary = {**problem.to_dict(), "task_reason": reason}
+    write_json(summary, resolve(catalog.PROBLEM_JSON, root))
+    write_text(problem_card(problem, reason, classes), resolve(catalog.PROBLEM_CARD, root))
+    return summary

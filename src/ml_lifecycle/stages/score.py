@@ -20,7 +20,7 @@ from ..params import params_contract
 from ..tables import atomic_write, iter_table, read_json, table_columns, write_json
 from ..project import will_exist
 from ..gate import check_statistics, load_schema, modelling_schema, skew_anomalies, streamed_statistics
-from ..modelling import decide, load_model, model_columns, model_parts
+from ..modelling import decide, load_model, model_columns, model_parts, model_task, resolved_problem
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
@@ -60,16 +60,23 @@ def batch_chunks(path: Path, spec: dict, cleaner, chunk_rows: int, counts: dict 
         yield chunk
 
 # %% ../../../nbs/10_score.ipynb #10c012
-def score_chunk(model, chunk: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """Id, predicted probability and the decision (act or not, at the model's threshold) for every row of `chunk`,
-    raw as read: the model file (`modelling.assemble_model`) cleans the rows itself."""
-    proba = model.predict_proba(chunk[model_columns(spec)])[:, 1]
-    return pd.DataFrame({spec["id_column"]: chunk[spec["id_column"]].to_numpy(), "probability": proba,
-                         "decision": decide(model, proba)})
+def score_chunk(model, chunk: pd.DataFrame, spec: dict, task: str = "binary") -> pd.DataFrame:
+    """The id and the model's output for every row of `chunk`, raw as read (the model file cleans the rows itself): for
+    a binary problem the predicted probability and the decision (act or not, at the model's threshold); for classes
+    the `prediction` (the most probable class) and `probability_<class>` of each; for a regression the `prediction`."""
+    rows, ids = chunk[model_columns(spec)], {spec["id_column"]: chunk[spec["id_column"]].to_numpy()}
+    if task == "regression":
+        return pd.DataFrame({**ids, "prediction": model.predict(rows)})
+    if task == "binary":
+        proba = model.predict_proba(rows)[:, 1]
+        return pd.DataFrame({**ids, "probability": proba, "decision": decide(model, proba)})
+    proba, classes = model.predict_proba(rows), model.classes_
+    return pd.DataFrame({**ids, "prediction": classes[proba.argmax(axis=1)],
+                         **{f"probability_{c}": proba[:, i] for i, c in enumerate(classes)}})
 
 def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
-    "Stream prediction chunks into one Parquet file, atomically; return a summary."
-    summary = {"rows": 0, "decided_positive": 0, "probability_sum": 0.0}
+    "Stream prediction chunks into one Parquet file, atomically; return a summary of the predictions, per kind."
+    totals = {"rows": 0}
     def write(tmp: Path):
         writer = None
         try:
@@ -77,18 +84,50 @@ def write_predictions(chunks: Iterator[pd.DataFrame], path: Path) -> dict:
                 table = pa.Table.from_pandas(part, preserve_index=False)
                 writer = writer or pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
-                summary["rows"] += len(part)
-                summary["decided_positive"] += int(part["decision"].sum())
-                summary["probability_sum"] += float(part["probability"].sum())
+                _tally(totals, part)
         finally:
             if writer is not None:
                 writer.close()
         if writer is None:
             raise StageError("score", path, None, "the batch is empty: nothing to score")
     atomic_write(path, write)
-    rows = summary["rows"]
-    return {"rows": rows, "decided_positive": summary["decided_positive"],
-            "decided_positive_rate": summary["decided_positive"] / rows, "mean_probability": summary["probability_sum"] / rows}
+    return _summary(totals)
+
+def _tally(totals: dict, part: pd.DataFrame) -> None:
+    "Add a chunk of predictions to the running totals: decisions, or predicted classes, or predicted values."
+    totals["rows"] += len(part)
+    if "decision" in part:   # binary
+        totals["decided_positive"] = totals.get("decided_positive", 0) + int(part["decision"].sum())
+        totals["probability_sum"] = totals.get("probability_sum", 0.0) + float(part["probability"].sum())
+        return
+    classes = [c.removeprefix("probability_") for c in part.columns if c.startswith("probability_")]
+    if classes:   # multiclass
+        counts = part["prediction"].astype(str).value_counts()
+        for c in classes:
+            totals.setdefault("predicted", {}).setdefault(c, 0)
+            totals["predicted"][c] += int(counts.get(c, 0))
+            totals.setdefault("probability_sum", {}).setdefault(c, 0.0)
+            totals["probability_sum"][c] += float(part[f"probability_{c}"].sum())
+        return
+    values = part["prediction"].to_numpy(dtype=float)   # regression
+    totals["sum"] = totals.get("sum", 0.0) + float(values.sum())
+    totals["squares"] = totals.get("squares", 0.0) + float((values ** 2).sum())
+    totals["min"] = min(totals.get("min", np.inf), float(values.min()))
+    totals["max"] = max(totals.get("max", -np.inf), float(values.max()))
+
+def _summary(totals: dict) -> dict:
+    "The summary of the predictions, from their totals."
+    rows = totals["rows"]
+    if "decided_positive" in totals:
+        return {"rows": rows, "decided_positive": totals["decided_positive"],
+                "decided_positive_rate": totals["decided_positive"] / rows, "mean_probability": totals["probability_sum"] / rows}
+    if "predicted" in totals:
+        return {"rows": rows, "predicted": totals["predicted"],
+                "predicted_share": {c: n / rows for c, n in totals["predicted"].items()},
+                "mean_probability": {c: s / rows for c, s in totals["probability_sum"].items()}}
+    mean = totals["sum"] / rows
+    return {"rows": rows, "mean_prediction": mean, "std_prediction": float(np.sqrt(max(totals["squares"] / rows - mean ** 2, 0.0))),
+            "min_prediction": totals["min"], "max_prediction": totals["max"]}
 
 # %% ../../../nbs/10_score.ipynb #10c015
 SKEW_SEED = 0   # which training rows the skew check samples: the same ones on every run
@@ -183,11 +222,16 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
 # %% ../../../nbs/10_score.ipynb #10c018
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     """Load the model (only the one train recorded), clean the batch with the model's cleaner, validate it (refuse it
-    on any anomaly), score the raw batch chunk by chunk with the model file alone, write the predictions and a summary."""
+    on any anomaly), score the raw batch chunk by chunk with the model file alone, write the predictions and a summary.
+    The model file answers the kind of problem it was trained for (`modelling.model_task`): the problem's, or it is refused."""
     root = Path(root or project_root())
     settings = params["score"]
     model = load_model(resolve(catalog.MODEL, root), stage="score")   # a model changed since training scores nothing
-    cleaner, _, threshold = model_parts(model, "score", catalog.MODEL)   # the model file's own cleaning and threshold
+    task, problem = model_task(model), resolved_problem(params["problem"], root, "score")
+    if task != problem.task:   # trained for another kind of problem than the one framed now
+        raise StageError("score", catalog.MODEL, None, f"the model file answers a {task} problem, but the problem is "
+                                                       f"{problem.task}: retrain it with `dvc repro train`")
+    cleaner, _, threshold = model_parts(model, "score", catalog.MODEL)   # the model file's own cleaning (and threshold)
     spec, batch = read_json(resolve(catalog.FEATURE_SPEC, root)), resolve(settings["batch"], root)
     unseen_settings, cells = params["validate"]["unseen_levels"], {}
     anomalies, unseen, skew = batch_anomalies(
@@ -196,10 +240,10 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
         settings["chunk_rows"])
     write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
     refuse_batch(anomalies, settings["batch"])
-    summary = write_predictions((score_chunk(model, chunk, spec) for chunk in
+    summary = write_predictions((score_chunk(model, chunk, spec, task) for chunk in
                                  batch_chunks(batch, spec, None, settings["chunk_rows"])),   # raw: the model cleans
                                 resolve(catalog.PREDICTIONS_FILE, root))
-    summary = {**summary, "threshold": threshold, "unseen_levels": len(unseen), "skew_warnings": len(skew),
-               "cells_set_missing": cells}
+    kind = {"threshold": threshold} if task == "binary" else {"task": task}
+    summary = {**summary, **kind, "unseen_levels": len(unseen), "skew_warnings": len(skew), "cells_set_missing": cells}
     write_json(summary, resolve(catalog.SCORE_SUMMARY, root))
     return summary

@@ -15,7 +15,8 @@ from ..core import StageError, lazy_import, resolve
 from ..params import params_contract
 from ..tables import read_json, read_table, write_json
 from ..modelling import (
-    CANDIDATES, METRICS, SCORING, grouped_folds, grouped_sample, make_model, make_pipeline, model_columns)
+    CANDIDATES, LOWER_IS_BETTER, METRICS, TASKS, fold_groups, grouped_folds, grouped_sample, make_model,
+    make_pipeline, model_columns, model_family, resolved_problem, stratification_labels, task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
 # Imported on first use: every stage's command imports this module for its parameter contract.
@@ -23,7 +24,7 @@ stats, sk_model_selection = lazy_import("scipy.stats"), lazy_import("sklearn.mod
 
 # %% auto #0
 __all__ = ['stats', 'sk_model_selection', 'PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate',
-           'search_rows', 'choose', 'search_seen', 'selection_page', 'run']
+           'search_rows', 'known_task', 'check_inputs', 'choose', 'search_seen', 'selection_page', 'run']
 
 # %% ../../../nbs/07_select.ipynb #07c006
 def search_space(space: dict, name: str) -> dict:
@@ -43,26 +44,32 @@ def search_space(space: dict, name: str) -> dict:
 
 # %% ../../../nbs/07_select.ipynb #07c009
 def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary_metric: str, cv_folds: int,
-                      n_iter: int, seed: int, factor: int = 3, min_rows: int | None = None, n_jobs: int = 1) -> pd.DataFrame:
+                      n_iter: int, seed: int, factor: int = 3, min_rows: int | None = None, n_jobs: int = 1,
+                      task: str = "binary") -> pd.DataFrame:
     """Every configuration tried for every candidate, round by round (successive halving on `primary_metric`, rows as the
     resource, from `min_rows` rows; all rows when None), then each candidate's survivor confirmed on all rows with
-    the mean and std of every metric (`confirmed` is True on those rows)."""
-    if primary_metric not in METRICS:
-        raise StageError("select", "params.yaml", "problem.primary_metric", f"must be one of {METRICS}")
+    the mean and std of every metric of the `task` (`confirmed` is True on those rows). Errors and losses are
+    reported as they are, positive (scikit-learn's scorers negate them to maximise them)."""
+    X, y, groups = train[model_columns(spec)], train[spec["label"]], fold_groups(train, spec)
+    scoring = task_scoring(task, y)
+    if primary_metric not in scoring:
+        why = " (mape needs a label above zero everywhere)" if primary_metric == "mape" else ""
+        raise StageError("select", "params.yaml", "problem.primary_metric",
+                         f"'{primary_metric}' is not a metric of this {task} problem{why}: choose one of {list(scoring)}")
     import sklearn.experimental.enable_halving_search_cv  # noqa: F401  (HalvingRandomSearchCV is still experimental)
-    X, y, groups = train[model_columns(spec)], train[spec["label"]], train[spec["id_column"]]
-    folds = grouped_folds(cv_folds, seed)
+    sign = lambda metric: -1 if scoring[metric].startswith("neg_") else 1   # the scorer's value back to the metric
+    folds = grouped_folds(cv_folds, seed, task)
     splits = list(folds.split(X, y, groups))   # found once: every round of every search, and the confirmations, reuse them
     first_rows = len(X) if min_rows is None else max(1, min(min_rows, len(X)))
     results = []
     for name, candidate in candidates.items():
         fixed = dict(candidate.get("fixed", {}))
-        pipeline = make_pipeline(spec, make_model(name, fixed, seed))
+        pipeline = make_pipeline(spec, make_model(name, fixed, seed, task=task))
         space = search_space(dict(candidate.get("search", {})), name)
         search = sk_model_selection.HalvingRandomSearchCV(pipeline, space or {"model__random_state": [seed]},
                                                           n_candidates=n_iter if space else 1, factor=factor,
                                                           resource="n_samples", min_resources=first_rows,
-                                                          max_resources=len(X), scoring=SCORING[primary_metric],
+                                                          max_resources=len(X), scoring=scoring[primary_metric],
                                                           refit=False, cv=splits, random_state=seed, n_jobs=n_jobs,
                                                           error_score="raise")
         search.fit(X, y, groups=groups)
@@ -70,19 +77,20 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         settings = lambda p: {**fixed, **{k.removeprefix("model__"): _plain(v) for k, v in p.items() if k != "model__random_state"}}
         rows = pd.DataFrame({"candidate": name, "round": cv["iter"].astype(int), "rows": cv["n_resources"].astype(int),
                              "confirmed": False, "settings": [settings(p) for p in cv["params"]],
-                             f"{primary_metric}_mean": cv["mean_test_score"], f"{primary_metric}_std": cv["std_test_score"]})
+                             f"{primary_metric}_mean": sign(primary_metric) * cv["mean_test_score"],
+                             f"{primary_metric}_std": cv["std_test_score"]})
         scores = sk_model_selection.cross_validate(pipeline.set_params(**search.best_params_), X, y, groups=groups, cv=splits,
-                                scoring=SCORING, n_jobs=n_jobs, error_score="raise")
+                                scoring=scoring, n_jobs=n_jobs, error_score="raise")
         final = {"candidate": name, "round": int(cv["iter"].max()) + 1, "rows": len(X), "confirmed": True,
                  "settings": settings(search.best_params_)}
-        for metric, scorer in SCORING.items():
-            sign = -1 if scorer.startswith("neg_") else 1
-            final[f"{metric}_mean"], final[f"{metric}_std"] = sign * scores[f"test_{metric}"].mean(), scores[f"test_{metric}"].std()
+        for metric in scoring:
+            final[f"{metric}_mean"] = sign(metric) * scores[f"test_{metric}"].mean()
+            final[f"{metric}_std"] = scores[f"test_{metric}"].std()
         results += [rows, pd.DataFrame([final])]
     if n_jobs != 1:   # joblib's workers would otherwise idle for 300 s, and warn of leaked semaphores at exit
         from joblib.externals.loky import get_reusable_executor
         get_reusable_executor().shutdown(wait=True)
-    columns = ["candidate", "round", "rows", "confirmed", "settings"] + [f"{m}_{s}" for m in SCORING for s in ("mean", "std")]
+    columns = ["candidate", "round", "rows", "confirmed", "settings"] + [f"{m}_{s}" for m in scoring for s in ("mean", "std")]
     return pd.concat(results, ignore_index=True)[columns]
 
 def _plain(value):
@@ -90,20 +98,24 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 def best_per_candidate(results: pd.DataFrame, primary_metric: str) -> pd.DataFrame:
-    "Each candidate's confirmed configuration (scored on all rows), best candidate first by the primary metric."
+    """Each candidate's confirmed configuration (scored on all rows), best candidate first by the primary metric: the
+    highest, or the lowest for an error or a loss (`modelling.LOWER_IS_BETTER`)."""
     if primary_metric not in METRICS:
         raise StageError("select", "params.yaml", "problem.primary_metric", f"must be one of {METRICS}")
-    column = f"{primary_metric}_mean"
+    column, lower = f"{primary_metric}_mean", primary_metric in LOWER_IS_BETTER
     confirmed = results[results["confirmed"]] if "confirmed" in results else results
-    best = confirmed.loc[confirmed.groupby("candidate", sort=True)[column].idxmax()]
-    return best.sort_values(column, ascending=False, kind="stable").set_index("candidate").drop(columns=["round", "confirmed"], errors="ignore")
+    by_candidate = confirmed.groupby("candidate", sort=True)[column]
+    best = confirmed.loc[by_candidate.idxmin() if lower else by_candidate.idxmax()]
+    return best.sort_values(column, ascending=lower, kind="stable").set_index("candidate").drop(columns=["round", "confirmed"], errors="ignore")
 
 # %% ../../../nbs/07_select.ipynb #07c012
-def search_rows(train: pd.DataFrame, spec: dict, max_rows: int | None, seed: int) -> tuple[pd.DataFrame, dict]:
+def search_rows(train: pd.DataFrame, spec: dict, max_rows: int | None, seed: int, task: str = "binary"
+                ) -> tuple[pd.DataFrame, dict]:
     """The training rows the search sees (`modelling.grouped_sample`: at most `max_rows`, whole customers, stratified
-    by label; every row when None or not binding) and what they are of what there is."""
+    by label, or by its quantile bin for a regression; every row when None or not binding) and what they are of
+    what there is."""
     ids = train[spec["id_column"]]
-    positions = grouped_sample(train[spec["label"]], ids, max_rows, seed)
+    positions = grouped_sample(stratification_labels(train[spec["label"]], task), ids, max_rows, seed)
     sample = train if len(positions) == len(train) else train.iloc[positions].reset_index(drop=True)
     return sample, {"training_rows": len(train), "customers": int(ids.nunique()), "max_rows": max_rows,
                     "sampled_rows": len(sample), "sampled_customers": int(sample[spec["id_column"]].nunique())}
@@ -122,6 +134,28 @@ PARAMS_SCHEMA = params_contract("select", {
                                             "properties": {"fixed": {"type": "object"}, "search": {"type": "object"}}}},
 }, required=["cv_folds", "n_iter", "seed", "candidates"])   # absent: factor 3, min_rows and max_rows null, n_jobs 1
 
+def known_task(problem: Mapping, root: str | Path | None = None) -> str | None:
+    """The kind of problem as far as it is known before any stage runs: `problem.task`, or with `task: auto` the kind
+    the problem stage recorded in `reports/problem.json` for the same label; None while it is not decided."""
+    task = problem.get("task", "auto")
+    if task in TASKS:
+        return task
+    record = resolve(catalog.PROBLEM_JSON, root)
+    recorded = read_json(record) if record.is_file() else {}
+    return recorded.get("task") if recorded.get("task") in TASKS and recorded.get("label") == problem.get("label") else None
+
+def check_inputs(params: Mapping, root: str | Path) -> None:
+    "Every candidate is a model of the problem's kind (`ridge` only for a regression, `logistic_regression` never)."
+    task = known_task(params.get("problem", {}), root)
+    if task is None:
+        return
+    family = model_family(task)
+    for name in params["select"]["candidates"]:
+        if family not in CANDIDATES.get(name, {}):
+            fits = sorted(n for n, kinds in CANDIDATES.items() if family in kinds)
+            raise StageError("select", "params.yaml", f"select.candidates.{name}",
+                             f"not a model for a {task} problem; choose from {fits}")
+
 # %% ../../../nbs/07_select.ipynb #07c017
 def choose(best: pd.DataFrame, primary_metric: str) -> dict:
     "The chosen candidate and its full settings: the first row of `best_per_candidate`."
@@ -139,23 +173,26 @@ def search_seen(tried: pd.DataFrame, settings: Mapping, rows: Mapping | None = N
             "fits": int(sum(c["configurations"] for r in rounds.values() for c in r) * settings["cv_folds"]
                         + len(rounds) * settings["cv_folds"]), "rounds": rounds}
 
-def selection_page(choice: dict, table: pd.DataFrame, seen: dict) -> tuple[str, str]:
+def selection_page(choice: dict, table: pd.DataFrame, seen: dict, task: str = "binary") -> tuple[str, str]:
     "The title and body of `reports/selection.md`."
     rounds = "; ".join(f"{name}: " + ", ".join(f"{r['configurations']} on {r['rows']:,}" for r in rs)
                        for name, rs in seen["rounds"].items())
     customers = lambda n: f" ({n:,} customers)" if n is not None else ""
+    by_label = "by the label's quantile bins" if task == "regression" else "by label"
     saw = (f"**{seen['training_rows']:,} training rows**{customers(seen.get('customers'))}"
            if seen["sampled_rows"] == seen["training_rows"] else
            f"**{seen['sampled_rows']:,} of {seen['training_rows']:,} training rows**, "
            f"{seen['sampled_customers']:,} of {seen['customers']:,} customers: a seeded sample of whole customers, "
-           f"stratified by label, within the budget `select.max_rows` = {seen['max_rows']:,} (`train` fits the "
+           f"stratified {by_label}, within the budget `select.max_rows` = {seen['max_rows']:,} (`train` fits the "
            f"choice on all rows),")
+    folds = "grouped folds stratified on the label's quantile bins" if task == "regression" else "grouped, stratified folds"
+    lower = " (lower is better)" if choice["primary_metric"] in LOWER_IS_BETTER else ""
     return "Model selection", (
         f"The search saw {saw} and {len(seen['candidates'])} candidates "
         f"({', '.join(seen['candidates'])}). Budget: {seen['n_iter']} sampled configurations per candidate, successive "
         f"halving from {seen['min_rows'] or 'all'} rows by a factor of {seen['factor']} (configurations on rows, per round: "
         f"{rounds}), then each candidate's survivor confirmed on all {seen['sampled_rows']:,} rows; {seen['fits']} fits "
-        f"in all, over {seen['cv_folds']} grouped, stratified folds. Chosen by mean `{choice['primary_metric']}` on "
+        f"in all, over {seen['cv_folds']} {folds}. Chosen by mean `{choice['primary_metric']}`{lower} on "
         f"those rows: "
         f"**{choice['chosen']}** with `{choice['chosen_settings']}`")
 
@@ -167,15 +204,16 @@ def _as_dict(values: Mapping) -> dict:
 # %% ../../../nbs/07_select.ipynb #07c020
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Run the select stage from its declared `params` in the project at `root`; return the choice and the scores."
-    primary_metric = params["problem"]["primary_metric"]
+    problem = resolved_problem(params["problem"], root, "select")   # its kind: from params, or as the problem stage framed it
+    primary_metric, task = problem.primary_metric, problem.task
     settings = params["select"]
     spec = read_json(resolve(catalog.FEATURE_SPEC, root))
     available = read_table(resolve(catalog.TRAIN, root), "select", model_columns(spec) + [spec["label"], spec["id_column"]])
-    train, rows = search_rows(available, spec, settings.get("max_rows"), settings["seed"])
+    train, rows = search_rows(available, spec, settings.get("max_rows"), settings["seed"], task)
     del available
     tried = search_candidates(train, spec, _as_dict(settings["candidates"]), primary_metric, settings["cv_folds"],
                               settings["n_iter"], settings["seed"], settings.get("factor", 3), settings.get("min_rows"),
-                              settings.get("n_jobs", 1))
+                              settings.get("n_jobs", 1), task)
     best = best_per_candidate(tried, primary_metric)
     choice = choose(best, primary_metric)
     write_json(choice, resolve(catalog.CHOICE, root))
@@ -183,5 +221,6 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     seen = search_seen(tried, settings, rows)
     write_json({**choice, "candidates": table.to_dict(orient="index"), "search": seen}, resolve(catalog.SELECTION_JSON, root))
     write_csv(tried.round(5), resolve(catalog.SEARCH_RESULTS, root))
-    write_markdown(resolve(catalog.SELECTION_REPORT, root), *selection_page(choice, table, seen), markdown_table(table, index=True))
+    write_markdown(resolve(catalog.SELECTION_REPORT, root), *selection_page(choice, table, seen, task),
+                   markdown_table(table, index=True))
     return {**choice, f"{primary_metric}_mean": table[f"{primary_metric}_mean"].to_dict()}

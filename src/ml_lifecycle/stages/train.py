@@ -19,22 +19,24 @@ from ..core import lazy_import, resolve
 from ..params import params_contract
 from ..tables import read_json, read_table, write_json
 from ..modelling import (
-    Problem, assemble_model, cost_optimal_threshold, decision_profit, grouped_folds, grouped_sample, make_model, make_pipeline,
-    model_columns, save_model, write_model_digest)
+    Problem, assemble_model, cost_optimal_threshold, decision_profit, fold_groups, grouped_folds, grouped_sample,
+    make_model, make_pipeline, model_columns, resolved_problem, save_model, write_model_digest)
 
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.pipeline import Pipeline
 
-sk_model_selection = lazy_import("sklearn.model_selection")   # on first use: every stage's command imports this module
+# On first use: every stage's command imports this module.
+sk_model_selection, sk_pipeline = lazy_import("sklearn.model_selection"), lazy_import("sklearn.pipeline")
 
 # %% auto #0
-__all__ = ['sk_model_selection', 'PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'run']
+__all__ = ['sk_model_selection', 'sk_pipeline', 'PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'assemble_kind',
+           'kind_decision', 'run']
 
 # %% ../../../nbs/08_train.ipynb #08c006
 def out_of_fold_proba(pipeline: Pipeline, train: pd.DataFrame, spec: dict, cv_folds: int, seed: int) -> np.ndarray:
     "Churn probabilities of every row of `train` from a model that did not see that row's customer."
     return sk_model_selection.cross_val_predict(pipeline, train[model_columns(spec)], train[spec["label"]],
-                                                groups=train[spec["id_column"]], cv=grouped_folds(cv_folds, seed),
+                                                groups=fold_groups(train, spec), cv=grouped_folds(cv_folds, seed),
                                                 method="predict_proba")[:, 1]
 
 def choose_threshold(setting: str | float, y_true: np.ndarray, proba: np.ndarray, problem: Problem) -> dict:
@@ -42,6 +44,22 @@ def choose_threshold(setting: str | float, y_true: np.ndarray, proba: np.ndarray
     threshold = cost_optimal_threshold(y_true, proba, problem) if setting == "cost_optimal" else float(setting)
     return {"threshold": threshold, "strategy": "cost_optimal" if setting == "cost_optimal" else "fixed",
             "validation_profit_per_customer": decision_profit(y_true, proba >= threshold, problem) / len(y_true)}
+
+# %% ../../../nbs/08_train.ipynb #08c007c
+def assemble_kind(cleaner, pipeline: Pipeline, task: str, threshold: float | None = None):
+    """The model file's content for a problem of kind `task`, raw rows in: for a binary problem
+    `modelling.assemble_model` (decisions at `threshold`); for a multiclass problem or a regression the scikit-learn
+    `Pipeline` of `cleaner` (a `cleaning.RecipeCleaner`) and the steps of the fitted `pipeline`, whose `predict`
+    gives the most probable class, or the predicted value. Nothing is refitted."""
+    if task == "binary":
+        return assemble_model(cleaner, pipeline, threshold)
+    return sk_pipeline.Pipeline([("clean", cleaner), *pipeline.steps])
+
+def kind_decision(task: str, pipeline: Pipeline) -> dict:
+    "How a fitted multiclass or regression `pipeline` predicts, for `models/threshold.json` (the classes, in order)."
+    if task == "multiclass":
+        return {"strategy": "most_probable_class", "classes": [c.item() if hasattr(c, "item") else c for c in pipeline.classes_]}
+    return {"strategy": "predicted_value"}
 
 # %% ../../../nbs/08_train.ipynb #08c009
 PARAMS_SCHEMA = params_contract("train", {
@@ -54,20 +72,25 @@ PARAMS_SCHEMA = params_contract("train", {
 
 # %% ../../../nbs/08_train.ipynb #08c011
 def run(params: Mapping, root: str | Path | None = None) -> dict:
-    "Run the train stage from its declared `params` in the project at `root`; return the decision threshold."
-    problem = Problem.from_params(params["problem"], stage="train")
+    """Run the train stage from its declared `params` in the project at `root`; return the decision: the threshold
+    of a binary problem, or how a multiclass or regression model predicts."""
+    problem = resolved_problem(params["problem"], root, "train")   # its kind: from params, or as the problem stage framed it
     settings = params["train"]
     spec, choice = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.CHOICE, root))
     cleaner = RecipeCleaner(read_json(resolve(catalog.CLEANING, root)))   # preprocess's recipe: the model file cleans rows
     train = read_table(resolve(catalog.TRAIN, root), "train", model_columns(spec) + [spec["label"], spec["id_column"]])
-    pipeline = make_pipeline(spec, make_model(choice["chosen"], choice["chosen_settings"], settings["seed"], stage="train"))
-    rows = grouped_sample(train[spec["label"]], train[spec["id_column"]], settings.get("threshold_rows"), settings["seed"])
-    validation = train if len(rows) == len(train) else train.iloc[rows]
-    validation_proba = out_of_fold_proba(pipeline, validation, spec, settings["cv_folds"], settings["seed"])
-    decision = choose_threshold(settings["decision_threshold"], validation[spec["label"]].to_numpy(), validation_proba, problem)
-    decision["validation_rows"] = len(validation)
+    pipeline = make_pipeline(spec, make_model(choice["chosen"], choice["chosen_settings"], settings["seed"], stage="train",
+                                              task=problem.task))
+    if problem.task == "binary":   # the threshold, on out-of-fold probabilities
+        rows = grouped_sample(train[spec["label"]], train[spec["id_column"]], settings.get("threshold_rows"), settings["seed"])
+        validation = train if len(rows) == len(train) else train.iloc[rows]
+        validation_proba = out_of_fold_proba(pipeline, validation, spec, settings["cv_folds"], settings["seed"])
+        decision = choose_threshold(settings["decision_threshold"], validation[spec["label"]].to_numpy(), validation_proba, problem)
+        decision["validation_rows"] = len(validation)
     pipeline.fit(train[model_columns(spec)], train[spec["label"]])
-    model = assemble_model(cleaner, pipeline, decision["threshold"])   # raw rows in, decisions out
+    if problem.task != "binary":
+        decision = kind_decision(problem.task, pipeline)
+    model = assemble_kind(cleaner, pipeline, problem.task, decision.get("threshold"))   # raw rows in, predictions out
     write_model_digest(save_model(model, resolve(catalog.MODEL, root)), catalog.MODEL)   # here, never in save_model
     write_json({**decision, "model": choice["chosen"], "settings": choice["chosen_settings"]}, resolve(catalog.THRESHOLD, root))
     return {**decision, "model": choice["chosen"]}
