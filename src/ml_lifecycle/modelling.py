@@ -39,7 +39,7 @@ __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_p
            'METRICS', 'LOWER_IS_BETTER', 'PROBLEM_SCHEMA', 'MAX_CLASSES', 'FEW_CODES', 'MANY_VALUES', 'CANDIDATES',
            'SCORING', 'TASK_SCORING', 'TIME_BLOCKS', 'TRUSTED_TYPES', 'Problem', 'infer_task', 'resolved_problem',
            'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits', 'make_preprocessor',
-           'model_family', 'make_model', 'make_pipeline', 'task_scoring', 'scorer_sign', 'model_columns',
+           'model_family', 'make_model', 'make_pipeline', 'ClassScorer', 'task_scoring', 'scorer_sign', 'model_columns',
            'stratification_labels', 'QuantileGroupKFold', 'grouped_folds', 'grouped_sample', 'fold_groups',
            'task_metrics', 'naive_baseline', 'canonical_archive', 'save_model', 'load_model', 'digest_file',
            'write_model_digest', 'verify_model', 'assemble_model', 'model_parts', 'model_task', 'decide']
@@ -52,7 +52,7 @@ TASK_METRICS = {   # the metrics each kind reports; `problem.primary_metric` is 
     "regression": ("rmse", "mae", "r2", "mape"),
 }
 METRICS = tuple(m for metrics in TASK_METRICS.values() for m in metrics)
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae", "mape"})
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -270,11 +270,28 @@ TASK_SCORING = {   # what select scores every configuration on, per kind: scikit
                    "mape": "neg_mean_absolute_percentage_error"},
 }
 
-def task_scoring(task: str, y=None) -> dict[str, str]:
-    "The scorers of a `task`; `mape` only when the label `y` is never zero or below (a share of nothing is no error)."
+class ClassScorer:
+    """A scikit-learn scorer (called with a fitted model, rows and labels) of one multiclass `metric` over every class
+    of the label: a fold whose rows lack a class, or whose training rows did (a class seen on two days only, in a
+    table split by time), is still scored; scikit-learn's own `neg_log_loss` and `roc_auc_ovr` scorers raise there.
+    Negated for an error or a loss, as scikit-learn's scorers are."""
+    def __init__(self, metric: str, classes):
+        self.metric, self.classes = metric, np.asarray(classes)
+
+    def __call__(self, estimator, X, y) -> float:
+        proba = np.zeros((len(X), len(self.classes)))
+        proba[:, np.searchsorted(self.classes, estimator.classes_)] = estimator.predict_proba(X)
+        return scorer_sign(self.metric) * task_metrics("multiclass", y, proba, self.classes).get(self.metric, np.nan)
+
+def task_scoring(task: str, y=None) -> dict:
+    """The scorers of a `task` (scikit-learn's names, or for classes a `ClassScorer` over the classes of the label
+    `y`); `mape` only when `y` is never zero or below (a share of nothing is no error)."""
     scoring = dict(TASK_SCORING[task])
     if "mape" in scoring and (y is None or np.nanmin(np.asarray(y, dtype=float)) <= 0):
         scoring.pop("mape")
+    if task == "multiclass" and y is not None:
+        classes = np.unique(np.asarray(y))
+        scoring = {metric: ClassScorer(metric, classes) for metric in scoring}
     return scoring
 
 def scorer_sign(metric: str) -> int:

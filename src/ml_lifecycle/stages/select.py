@@ -16,7 +16,7 @@ from ..params import params_contract
 from ..tables import read_json, read_table, write_json
 from ..modelling import (
     CANDIDATES, LOWER_IS_BETTER, METRICS, TASKS, fold_groups, grouped_folds, grouped_sample, make_model,
-    make_pipeline, model_columns, model_family, resolved_problem, stratification_labels, task_scoring)
+    make_pipeline, model_columns, model_family, resolved_problem, scorer_sign, stratification_labels, task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
 # Imported on first use: every stage's command imports this module for its parameter contract.
@@ -57,7 +57,7 @@ def search_candidates(train: pd.DataFrame, spec: dict, candidates: dict, primary
         raise StageError("select", "params.yaml", "problem.primary_metric",
                          f"'{primary_metric}' is not a metric of this {task} problem{why}: choose one of {list(scoring)}")
     import sklearn.experimental.enable_halving_search_cv  # noqa: F401  (HalvingRandomSearchCV is still experimental)
-    sign = lambda metric: -1 if scoring[metric].startswith("neg_") else 1   # the scorer's value back to the metric
+    sign = scorer_sign   # a scorer's value back to the metric: scikit-learn negates an error or a loss
     folds = grouped_folds(cv_folds, seed, task)
     splits = list(folds.split(X, y, groups))   # found once: every round of every search, and the confirmations, reuse them
     first_rows = len(X) if min_rows is None else max(1, min(min_rows, len(X)))
