@@ -136,7 +136,7 @@ def test_a_project_on_its_own_data_carries_no_demo(template, tmp_path):
     stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((dest / "params.yaml").read_text())
     assert "demo_data" not in stages and "demo_data" not in params
-    assert list(stages)[:3] == ["check", "problem", "gather"] and "gather" in params and "# " in (dest / "params.yaml").read_text()
+    assert list(stages)[:3] == ["check", "gather", "problem"] and "gather" in params and "# " in (dest / "params.yaml").read_text()
     assert not (dest / "data/external/crm.sqlite").exists() and not (dest / "data/external/events").exists()
     default = tmp_path / "default"
     copier("copy", "--trust", "--defaults", "--vcs-ref", "v0.1.0", str(template), str(default), cwd=tmp_path)
