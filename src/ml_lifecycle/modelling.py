@@ -37,12 +37,13 @@ sio = lazy_import("skops.io")
 # %% auto #0
 __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_preprocessing', 'sio', 'TASKS', 'TASK_METRICS',
            'METRICS', 'LOWER_IS_BETTER', 'PROBLEM_SCHEMA', 'MAX_CLASSES', 'FEW_CODES', 'MANY_VALUES', 'CANDIDATES',
-           'SCORING', 'TASK_SCORING', 'TIME_BLOCKS', 'TRUSTED_TYPES', 'Problem', 'infer_task', 'resolved_problem',
-           'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits', 'make_preprocessor',
-           'model_family', 'make_model', 'make_pipeline', 'ClassScorer', 'task_scoring', 'scorer_sign', 'model_columns',
-           'stratification_labels', 'QuantileGroupKFold', 'grouped_folds', 'grouped_sample', 'fold_groups',
-           'task_metrics', 'naive_baseline', 'canonical_archive', 'save_model', 'load_model', 'digest_file',
-           'write_model_digest', 'verify_model', 'assemble_model', 'model_parts', 'model_task', 'decide']
+           'SCORING', 'TASK_SCORING', 'TIME_BLOCKS', 'TRUSTED_TYPES', 'Problem', 'infer_task', 'known_task',
+           'resolved_problem', 'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits',
+           'make_preprocessor', 'model_family', 'make_model', 'make_pipeline', 'ClassScorer', 'task_scoring',
+           'scorer_sign', 'model_columns', 'stratification_labels', 'QuantileGroupKFold', 'grouped_folds',
+           'grouped_sample', 'fold_groups', 'task_metrics', 'naive_baseline', 'canonical_archive', 'save_model',
+           'load_model', 'digest_file', 'write_model_digest', 'verify_model', 'assemble_model', 'model_parts',
+           'model_task', 'decide']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 TASKS = ("binary", "multiclass", "regression")
@@ -175,19 +176,29 @@ def infer_task(values: pd.Series) -> tuple[str, str]:
                      f"to model them anyway, or choose another label")
 
 # %% ../../nbs/00c_modelling.ipynb #00cc007e
+def known_task(problem: Mapping, root: str | Path | None = None) -> str | None:
+    """The kind of problem as far as it is known: `problem.task` (the `problem:` section), or with `task: auto` the
+    kind the problem stage recorded in `reports/problem.json` for the same label; None while it is not decided."""
+    task = problem.get("task", "auto")
+    if task in TASKS:
+        return task
+    from ml_lifecycle import catalog
+    record = Path(root or project_root()) / catalog.PROBLEM_JSON
+    recorded = json.loads(record.read_text()) if record.is_file() else {}
+    return recorded["task"] if recorded.get("task") in TASKS and recorded.get("label") == problem.get("label") else None
+
 def resolved_problem(params: Mapping, root: str | Path | None = None, stage: str = "problem") -> Problem:
     """The problem as the problem stage framed it: the `problem:` section of params.yaml, of the kind `task` names, or
     with `task: auto` of the kind the problem stage inferred from the label and recorded in `reports/problem.json`."""
     problem = Problem.from_params(params, stage)
     if problem.task != "auto":
         return problem
-    from ml_lifecycle import catalog
-    record = Path(root or project_root()) / catalog.PROBLEM_JSON
-    recorded = json.loads(record.read_text()) if record.is_file() else {}
-    if recorded.get("task") not in TASKS or recorded.get("label") != problem.label:
-        raise StageError(stage, catalog.PROBLEM_JSON, "task", "the kind of problem is not decided yet (problem.task is "
-                                                             "auto): run the problem stage first, or set problem.task")
-    return problem.with_task(recorded["task"], stage)
+    task = known_task(params, root)
+    if task is None:
+        raise StageError(stage, "reports/problem.json", "task", "the kind of problem is not decided yet (problem.task "
+                                                               "is auto): run the problem stage first, or set problem.task")
+    return problem.with_task(task, stage)
+
 
 # %% ../../nbs/00c_modelling.ipynb #00cc009
 def decision_profit(y_true, decision, p: Problem) -> float:

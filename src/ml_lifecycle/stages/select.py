@@ -15,8 +15,8 @@ from ..core import StageError, lazy_import, resolve
 from ..params import params_contract
 from ..tables import read_json, read_table, write_json
 from ..modelling import (
-    CANDIDATES, LOWER_IS_BETTER, METRICS, TASKS, fold_groups, grouped_folds, grouped_sample, make_model,
-    make_pipeline, model_columns, model_family, resolved_problem, scorer_sign, stratification_labels, task_scoring)
+    CANDIDATES, LOWER_IS_BETTER, METRICS, fold_groups, grouped_folds, grouped_sample, make_model,
+    known_task, make_pipeline, model_columns, model_family, resolved_problem, scorer_sign, stratification_labels, task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
 # Imported on first use: every stage's command imports this module for its parameter contract.
@@ -24,7 +24,7 @@ stats, sk_model_selection = lazy_import("scipy.stats"), lazy_import("sklearn.mod
 
 # %% auto #0
 __all__ = ['stats', 'sk_model_selection', 'PARAMS_SCHEMA', 'search_space', 'search_candidates', 'best_per_candidate',
-           'search_rows', 'known_task', 'check_inputs', 'choose', 'search_seen', 'selection_page', 'run']
+           'search_rows', 'check_inputs', 'choose', 'search_seen', 'selection_page', 'run']
 
 # %% ../../../nbs/07_select.ipynb #07c006
 def search_space(space: dict, name: str) -> dict:
@@ -133,16 +133,6 @@ PARAMS_SCHEMA = params_contract("select", {
                    "additionalProperties": {"type": "object", "additionalProperties": False,
                                             "properties": {"fixed": {"type": "object"}, "search": {"type": "object"}}}},
 }, required=["cv_folds", "n_iter", "seed", "candidates"])   # absent: factor 3, min_rows and max_rows null, n_jobs 1
-
-def known_task(problem: Mapping, root: str | Path | None = None) -> str | None:
-    """The kind of problem as far as it is known before any stage runs: `problem.task`, or with `task: auto` the kind
-    the problem stage recorded in `reports/problem.json` for the same label; None while it is not decided."""
-    task = problem.get("task", "auto")
-    if task in TASKS:
-        return task
-    record = resolve(catalog.PROBLEM_JSON, root)
-    recorded = read_json(record) if record.is_file() else {}
-    return recorded.get("task") if recorded.get("task") in TASKS and recorded.get("label") == problem.get("label") else None
 
 def check_inputs(params: Mapping, root: str | Path) -> None:
     "Every candidate is a model of the problem's kind (`ridge` only for a regression, `logistic_regression` never)."
