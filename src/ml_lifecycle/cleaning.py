@@ -12,9 +12,9 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['ROW_ID', 'COLUMN_TYPES', 'MISSING_TOKENS', 'BOOLEAN_WORDS', 'NUMBER_WORDS', 'MIN_ROWS_FOR_UNIQUENESS', 'DATE_TEXT',
-           'unit_id', 'with_row_id', 'as_text', 'clean_text', 'parse_numbers', 'text_as_numbers', 'text_as_booleans',
-           'text_as_dates', 'infer_column_type', 'missing_share', 'decide_types', 'cleaning_recipe', 'as_boolean_codes',
-           'clean_rows', 'RecipeCleaner']
+           'NUMBER_DATES', 'unit_id', 'with_row_id', 'as_text', 'clean_text', 'parse_numbers', 'text_as_numbers',
+           'text_as_booleans', 'text_as_dates', 'parse_dates', 'infer_column_type', 'missing_share', 'decide_types',
+           'cleaning_recipe', 'as_boolean_codes', 'clean_rows', 'RecipeCleaner']
 
 # %% ../../nbs/00e_cleaning.ipynb #00ec005
 ROW_ID = "row_id"
@@ -85,6 +85,33 @@ def text_as_dates(values: pd.Series) -> pd.Series | None:
         return None
     dates = pd.to_datetime(text, errors="coerce")
     return None if dates[text.notna()].isna().any() else dates
+
+NUMBER_DATES = {   # whole numbers that exports write for dates: digits -> (unit or format, how the report says it)
+    8: ("%Y%m%d", "whole numbers written as yyyymmdd dates, e.g. 20210101"),
+    10: ("s", "whole numbers of Unix time in seconds"),
+    13: ("ms", "whole numbers of Unix time in milliseconds")}
+
+def parse_dates(values: pd.Series) -> tuple[pd.Series, str]:
+    """A date column as datetimes, and how it was read: dates as they are; whole numbers (or digits as text) as
+    `NUMBER_DATES` says by their digits; other text by pandas' date parsing. Cells that are no date, and numbers of
+    any other form, are missing: the caller counts them."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values, "dates"
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    text = as_text(values) if numeric else values.astype("string").str.strip()
+    filled = text.dropna()
+    if len(filled) and filled.str.fullmatch(r"\d+").all():
+        digits = int(filled.str.len().mode().iloc[0])   # the usual width: a number of another width is no date
+        if digits not in NUMBER_DATES:
+            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]"), "whole numbers of no date form"
+        unit, how = NUMBER_DATES[digits]
+        usual = text.where(text.str.len() == digits)
+        if unit.startswith("%"):
+            return pd.to_datetime(usual, format=unit, errors="coerce"), how
+        return pd.to_datetime(pd.to_numeric(usual), unit=unit, errors="coerce"), how
+    if numeric:   # fractions, negatives: no date form
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]"), "numbers of no date form"
+    return pd.to_datetime(values, errors="coerce"), "dates stored as text"
 
 def infer_column_type(values: pd.Series, categorical: list[str] = ()) -> tuple[str, str]:
     "The type of one (non-key) column and why, by the rules above (overrides are applied by `decide_types`)."

@@ -17,8 +17,8 @@ import pandas as pd
 from .core import StageError
 
 # %% auto #0
-__all__ = ['TABLE_FORMATS', 'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text', 'table_columns', 'read_table',
-           'iter_table', 'require_columns', 'require_rows']
+__all__ = ['TABLE_FORMATS', 'LEADING_ZERO', 'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text',
+           'table_columns', 'csv_codes', 'read_table', 'iter_table', 'require_columns', 'require_rows']
 
 # %% ../../nbs/00h_tables.ipynb #00h018
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -77,6 +77,21 @@ def table_columns(path: str | Path, stage: str, field: str | None = None) -> lis
         return pq.ParquetFile(path).schema_arrow.names
     return list(pd.read_csv(path, nrows=0).columns)
 
+LEADING_ZERO = r"[+-]?0\d+"   # digits after a leading zero: an id or a code (`00001`, a zip code `02134`), no count
+
+def csv_codes(path: str | Path, columns: Iterable[str] | None = None, chunk_rows: int = 500_000) -> list[str]:
+    """The columns of a CSV file in which some cell is digits with a leading zero. Read as numbers they would lose
+    their zeros (`00001` would become 1, and no longer match the id in your other systems), so they are read as text;
+    the column-typing rules decide after. One pass over the file as text, a chunk at a time."""
+    found: set[str] = set()
+    for chunk in pd.read_csv(path, dtype=str, usecols=columns, chunksize=chunk_rows):
+        found |= {c for c in chunk.columns if c not in found and chunk[c].str.fullmatch(LEADING_ZERO).any()}
+    return sorted(found)
+
+def _read_csv(path: Path, **options):
+    "`pd.read_csv` with the columns `csv_codes` finds read as text."
+    return pd.read_csv(path, dtype={c: str for c in csv_codes(path, options.get("usecols"))}, **options)
+
 def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = None, only: bool = False) -> pd.DataFrame:
     """Read a Parquet or CSV table, naming the stage and file if it is missing or lacks `columns`.
     With `only`, read just `columns` (in the file's order, as CSV's `usecols` gives them), checked before any row is read."""
@@ -85,8 +100,8 @@ def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = Non
         present = table_columns(path, stage)
         asked = set(_require(present, columns, stage, path))
         wanted = [c for c in present if c in asked]
-        return pd.read_csv(path, usecols=wanted) if path.suffix == ".csv" else pd.read_parquet(path, columns=wanted)
-    df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        return _read_csv(path, usecols=wanted) if path.suffix == ".csv" else pd.read_parquet(path, columns=wanted)
+    df = _read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     if columns is not None:
         require_columns(df, columns, stage, path)
     return df
@@ -101,7 +116,7 @@ def iter_table(path: str | Path, columns: list[str], chunk_rows: int, stage: str
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
             yield batch.to_pandas()
     else:
-        yield from pd.read_csv(path, usecols=columns, chunksize=chunk_rows)
+        yield from _read_csv(path, usecols=columns, chunksize=chunk_rows)
 
 def _require(present: list, columns: Iterable[str], stage: str, source: Any) -> list:
     "`columns` as a list, once each is in `present`; else a `StageError` naming the first missing one."

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import catalog
 from ..cleaning import (COLUMN_TYPES, ROW_ID, as_text, clean_rows, cleaning_recipe, decide_types, missing_share,
-                                   parse_numbers, text_as_numbers, unit_id, with_row_id)
+                                   parse_dates, parse_numbers, text_as_numbers, unit_id, with_row_id)
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
 from ..tables import read_table, require_columns, require_rows, write_json, write_table
@@ -22,17 +22,31 @@ from ..modelling import Problem, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['EVENT_LABEL_TASKS', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'clean_units',
-           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'event_label', 'label_snapshots', 'serving_snapshot',
-           'label_token', 'known_labels', 'positive_classes', 'is_positive', 'require_positive_class', 'class_labels',
-           'number_labels', 'label_from_column', 'require_both_splits', 'split_table', 'date_columns',
-           'labels_from_events', 'no_events', 'labels_from_column', 'split_report', 'check_inputs', 'run']
+__all__ = ['EVENT_NAMES', 'EVENT_LABEL_TASKS', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report',
+           'columns_page', 'clean_units', 'event_columns', 'event_fields', 'require_event_columns', 'type_events',
+           'units_from_events', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'require_event_span', 'event_label',
+           'signed_up', 'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels', 'positive_classes',
+           'is_positive', 'require_positive_class', 'class_labels', 'number_labels', 'label_from_column',
+           'require_both_splits', 'split_table', 'date_columns', 'labels_from_events', 'no_events',
+           'labels_from_column', 'split_report', 'check_event_log', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
 def columns_report(decisions: list[dict]) -> str:
     "The typing decisions as a Markdown table, for `reports/columns.md`."
     return markdown_table([{**d, "missing_share": f"{d['missing_share']:.1%}"} for d in decisions],
                           ["column", "type", "why", "missing_share"])
+
+def columns_page(units: str | None, decisions: list[dict], events: str | None = None, event_decisions: list[dict] = ()
+                 ) -> tuple[str, ...]:
+    "The sections of `reports/columns.md`: the unit table's decisions (or how the units were made), then the event table's."
+    intro = ("How each column was typed, and why; override a unit-table decision in `preprocess.column_types` "
+             "(numeric, categorical, boolean, id, drop).")
+    unit_part = (f"## Unit table: {units}\n\n{columns_report(decisions)}" if units else
+                 f"## Units: one per id of the event table `{events}` (`preprocess.units: null`)\n\nEach starts at its "
+                 "first event; every feature is computed from the events before each cutoff.")
+    event_part = (f"## Event table: {events}\n\nThe columns `preprocess.event_history` names, and how they were read; "
+                  f"the features use these three.\n\n{columns_report(list(event_decisions))}") if events else ""
+    return intro, unit_part, event_part
 
 def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str], missing_category: str,
                 valid_ranges: dict, date_columns: list[str] = (), drop_columns: list[str] = (),
@@ -46,11 +60,13 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
     key = [id_column] if id_column != ROW_ID or ROW_ID not in raw else [c for c in df.columns if c != ROW_ID]
     df = df.drop_duplicates(subset=key, keep="first").copy()
     report = {"units_in": len(raw), "duplicate_units": len(raw) - len(df)}
+    read_as = {}
     for col in date_columns:
-        df[col] = pd.to_datetime(df[col], errors="coerce")
+        df[col], read_as[col] = parse_dates(df[col])
         report[f"unparseable_{col}"] = int(df[col].isna().sum())
         df = df[df[col].notna()]
-    decisions = decide_types(df, id_column, categorical, column_types, keep, date_columns)
+    decisions = [{**d, "why": f"{d['why']}: {read_as[d['column']]}"} if d["column"] in read_as and d["type"] == "date"
+                 else d for d in decide_types(df, id_column, categorical, column_types, keep, date_columns)]
     dropped = [{"column": c, "type": "drop", "why": "params: preprocess.drop_columns",
                 "missing_share": round(missing_share(raw[c]), 4)} for c in drop_columns if c in raw]
     order = {c: i for i, c in enumerate(raw.columns)}
@@ -62,6 +78,66 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
     return require_rows(df.reset_index(drop=True), stage, f"{catalog.RAW} unit table", "units left"), report, recipe
 
 # %% ../../../nbs/05_preprocess.ipynb #05c008
+EVENT_NAMES = {"time_column": "timestamp", "amount_column": "amount"}   # named in params -> named so inside the pipeline
+
+def event_columns(history: Mapping, id_column: str) -> dict[str, str]:
+    """The event table's columns `preprocess.event_history` names (absent: the pipeline's own names), each with its
+    name inside the pipeline: the unit id (`problem.id_column`), `timestamp` and `amount`."""
+    return {history.get("id_column") or id_column: id_column,
+            **{history.get(key) or inside: inside for key, inside in EVENT_NAMES.items()}}
+
+def event_fields(history: Mapping, id_column: str) -> dict[str, str]:
+    "The same columns, each with the parameter that names it."
+    return {history.get("id_column") or id_column: "preprocess.event_history.id_column",
+            **{history.get(key) or inside: f"preprocess.event_history.{key}" for key, inside in EVENT_NAMES.items()}}
+
+def require_event_columns(columns: list[str], history: Mapping, id_column: str, source: str, stage: str = "preprocess"
+                          ) -> None:
+    "Raise a `StageError` naming the parameter of the first named event column that `columns` lacks."
+    fields = event_fields(history, id_column)
+    missing = [c for c in fields if c not in columns]
+    if missing:
+        raise StageError(stage, source, fields[missing[0]], f"'{missing[0]}' is not a column of the event table "
+                                                            f"(columns: {columns[:20]})")
+
+def type_events(raw: pd.DataFrame, history: Mapping, id_column: str, source: str, stage: str = "preprocess"
+                ) -> tuple[pd.DataFrame, list[dict]]:
+    """The event table with the columns `event_columns` names typed and renamed, and one decision per column for
+    `reports/columns.md`. The time is read by `cleaning.parse_dates` (dates, text, yyyymmdd numbers, Unix time); the
+    amount as a number (text with thousands separators too); a text id stays text as written (leading zeros too).
+    Other columns are kept as they are (an `event_id` marks duplicates); one that shares a pipeline name is dropped."""
+    names, fields = event_columns(history, id_column), event_fields(history, id_column)
+    require_event_columns(list(raw.columns), history, id_column, source, stage)
+    df, decisions = raw.copy(), []
+    for column in raw.columns:
+        values, share = raw[column], round(missing_share(raw[column]), 4)
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        inside = names.get(column)
+        if inside == "timestamp":
+            df[column], how = parse_dates(values)
+            kind = "time"
+        elif inside == "amount":
+            df[column], how = (values.astype("float64"), "numbers") if numeric else \
+                (parse_numbers(values)[0], "numbers stored as text (thousands separators removed)")
+            kind = "amount"
+        elif inside is not None:   # the unit id
+            zeros = not numeric and bool(as_text(values).str.fullmatch(r"0\d+").any())
+            df[column] = values if numeric else as_text(values).astype(object)
+            kind, how = "id", ("whole numbers" if numeric else "text with leading zeros, kept as written (e.g. "
+                                                              f"'{as_text(values).dropna().iloc[0]}')" if zeros else "text")
+        elif column in names.values():
+            df, kind, how = df.drop(columns=column), "drop", f"named like the pipeline's own `{column}`: not used"
+        else:
+            kind, how = ("event id", "repeated ids are duplicate events, dropped") if column == "event_id" else \
+                ("kept", "carried along, not a feature")
+        why = f"{fields[column]}: {how}" if inside else how
+        decisions.append({"column": column, "type": kind, "why": why, "missing_share": share})
+    return df.rename(columns=names), decisions
+
+def units_from_events(events: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    "The units of a log without a unit table (`preprocess.units: null`): one row per id that has an event, in id order."
+    return pd.DataFrame({id_column: np.sort(events[id_column].dropna().unique())})
+
 def amount_cap(events: pd.DataFrame, before: pd.Timestamp, quantile: float) -> float:
     "The `quantile` of positive purchase amounts strictly before `before` (so the hold-out period cannot move it)."
     fit = events.loc[(events["timestamp"] < before) & (events["amount"] > 0), "amount"]
@@ -83,6 +159,11 @@ def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap
     report["non_positive_amounts"] = int((df["amount"] <= 0).sum())
     df = df[df["amount"] > 0]
     known = df[id_column].isin(customer_ids)
+    if len(df) and not known.any() and df[id_column].dtype != customer_ids.dtype:
+        raise StageError(stage, f"{catalog.RAW}/events.parquet", id_column,
+                         f"no event's id matches a unit's: the events hold {df[id_column].dtype} ids (e.g. "
+                         f"{df[id_column].iloc[0]!r}), the unit table {customer_ids.dtype} ones (e.g. "
+                         f"{customer_ids.iloc[0]!r}); write both the same way in the sources")
     report["orphan_events"] = int((~known).sum())
     df = df[known]
     cap = amount_cap(df, cap_before, cap_quantile)
@@ -100,11 +181,38 @@ def snapshot_cutoffs(problem: Problem, train_snapshots: int) -> dict[pd.Timestam
     cutoffs = {problem.cutoff_date - step * k: "train" for k in range(train_snapshots, 0, -1)}
     return {**cutoffs, problem.cutoff_date: "test"}
 
+def require_event_span(first: pd.Timestamp, last: pd.Timestamp, cutoff: pd.Timestamp, horizon_days: int,
+                       train_snapshots: int, serving_as_of: pd.Timestamp, source: str, stage: str = "preprocess") -> None:
+    """Raise a `StageError` unless the log's dates fit the settings: the hold-out's label window closes inside the
+    log, the first training cutoff has events before it, and `serving_as_of` lies within the log (or the day after)."""
+    day, horizon = pd.Timedelta(days=1), pd.Timedelta(days=horizon_days)
+    first, last = first.normalize(), last.normalize()
+    span = f"the log runs from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    latest, earliest = last - horizon + day, cutoff - horizon * train_snapshots
+    if cutoff > latest:
+        raise StageError(stage, source, "problem.cutoff_date",
+                         f"{span}: with horizon_days {horizon_days} the hold-out cutoff must be on or before "
+                         f"{latest:%Y-%m-%d}, for its label window to close inside the log (it is {cutoff:%Y-%m-%d})")
+    if earliest <= first:
+        raise StageError(stage, source, "problem.cutoff_date",
+                         f"{span}: with train_snapshots {train_snapshots}, horizon_days {horizon_days} apart, "
+                         f"the first training cutoff is {earliest:%Y-%m-%d}, with no event before it; move the hold-out "
+                         f"cutoff to {first + day + horizon * train_snapshots:%Y-%m-%d} or later (it may be as late "
+                         f"as {latest:%Y-%m-%d}), or lower preprocess.event_history.train_snapshots")
+    if not first < serving_as_of <= last + day:
+        raise StageError(stage, source, "preprocess.event_history.serving_as_of",
+                         f"{span}: the serving date must lie after {first:%Y-%m-%d} and on or before "
+                         f"{last + day:%Y-%m-%d}, the day after the log ends (it is {serving_as_of:%Y-%m-%d})")
+
 EVENT_LABEL_TASKS = {"churn": "binary", "spend": "regression"}   # preprocess.event_history.label: its kind of problem
 
 def event_label(history: Mapping) -> str:
     "The label an event history derives: `preprocess.event_history.label`, churn when absent."
     return history.get("label") or "churn"
+
+def signed_up(customers: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
+    "Which customers had signed up before `when`: all of them when the unit table has no signup date."
+    return customers["signup_date"] < when if "signup_date" in customers else pd.Series(True, index=customers.index)
 
 def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict[pd.Timestamp, str],
                     problem: Problem, stage: str = "preprocess", label: str = "churn") -> pd.DataFrame:
@@ -121,7 +229,7 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
                              f"{cutoff:%Y-%m-%d} closes ({cutoff + horizon:%Y-%m-%d}); move problem.cutoff_date earlier")
         ts = events["timestamp"]
         active = events.loc[(ts >= cutoff - window) & (ts < cutoff), idc].unique()
-        active = customers.loc[customers[idc].isin(active) & (customers["signup_date"] < cutoff), idc]
+        active = customers.loc[customers[idc].isin(active) & signed_up(customers, cutoff), idc]
         after = events.loc[(ts >= cutoff) & (ts < cutoff + horizon)]
         if label == "spend":
             spent = after.groupby(idc)["amount"].sum()
@@ -148,10 +256,10 @@ def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Ti
     "Customers active on `as_of`, with no label: the batch to score."
     idc, ts = problem.id_column, events["timestamp"]
     if as_of > ts.max() + pd.Timedelta(days=1):
-        raise StageError(stage, "params.yaml", "preprocess.serving_as_of",
+        raise StageError(stage, "params.yaml", "preprocess.event_history.serving_as_of",
                          f"{as_of:%Y-%m-%d} is after the purchases end ({ts.max():%Y-%m-%d}): nothing is known about it")
     active = events.loc[(ts >= as_of - pd.Timedelta(days=problem.active_window_days)) & (ts < as_of), idc].unique()
-    active = customers.loc[customers[idc].isin(active) & (customers["signup_date"] < as_of), idc]
+    active = customers.loc[customers[idc].isin(active) & signed_up(customers, as_of), idc]
     snapshot = pd.DataFrame({idc: np.sort(active.to_numpy()), "cutoff": as_of, "split": "serving"})
     return require_rows(snapshot, stage, f"{catalog.RAW}/events.parquet", f"customers active on {as_of:%Y-%m-%d}")
 
@@ -287,19 +395,27 @@ def split_table(units: pd.DataFrame, y: pd.Series, id_column: str, label: str, t
 
 # %% ../../../nbs/05_preprocess.ipynb #05c020
 def date_columns(history: Mapping | None, timestamp_column: str | None) -> list[str]:
-    "The unit table's date columns to parse: the signup date with an event history, else `timestamp_column` if any."
-    return [history["signup_column"]] if history else [c for c in [timestamp_column] if c]
+    "The unit table's date columns to parse: the signup date (if any) with an event history, else `timestamp_column` if any."
+    return [c for c in [(history or {}).get("signup_column") if history else timestamp_column] if c]
 
-def labels_from_events(units: pd.DataFrame, units_table: str, events_file: Path, id_column: str, problem: Problem,
-                       history: Mapping, stage: str = "preprocess") -> tuple[pd.DataFrame, ...]:
-    "Units, cleaned events, labelled point-in-time snapshots, the serving snapshot, and the event counts."
-    require_columns(units, [history["signup_column"]], stage, units_table)
-    units = units.rename(columns={history["signup_column"]: "signup_date"})
-    events, report = clean_events(read_table(events_file, stage, [id_column, "timestamp", "amount"]), units[id_column],
-                                  id_column, problem.require_event_settings(stage).cutoff_date, history["amount_cap_quantile"])
+def labels_from_events(units: pd.DataFrame | None, units_table: str, events: pd.DataFrame, id_column: str,
+                       problem: Problem, history: Mapping, stage: str = "preprocess") -> tuple[pd.DataFrame, ...]:
+    """Units (made from the events when `units` is None), cleaned events, labelled point-in-time snapshots, the serving
+    snapshot, and the event counts. `events` are typed and named as `type_events` leaves them."""
+    signup = history.get("signup_column")
+    if units is not None and signup:
+        require_columns(units, [signup], stage, units_table)
+        units = units.rename(columns={signup: "signup_date"})
+    known = units[id_column] if units is not None else pd.Series(events[id_column].dropna().unique(), dtype=events[id_column].dtype)
+    events, report = clean_events(events, known, id_column, problem.require_event_settings(stage).cutoff_date,
+                                  history["amount_cap_quantile"])
+    units = units_from_events(events, id_column) if units is None else units
+    serving_as_of = pd.Timestamp(history["serving_as_of"])
+    require_event_span(events["timestamp"].min(), events["timestamp"].max(), problem.cutoff_date, problem.horizon_days,
+                       history["train_snapshots"], serving_as_of, f"{catalog.RAW}/{history['table']}.parquet", stage)
     snapshots = label_snapshots(units, events, snapshot_cutoffs(problem, history["train_snapshots"]), problem, stage,
                                 event_label(history))
-    serving = serving_snapshot(units, events, pd.Timestamp(history["serving_as_of"]), problem)
+    serving = serving_snapshot(units, events, serving_as_of, problem)
     return units, events, snapshots, serving, report
 
 def no_events(id_column: str, id_dtype) -> pd.DataFrame:
@@ -328,10 +444,12 @@ def split_report(snapshots: pd.DataFrame, label: str, task: str = "binary") -> p
 
 # %% ../../../nbs/05_preprocess.ipynb #05c023
 PARAMS_SCHEMA = params_contract("preprocess", {
-    "units": {"type": "string", "minLength": 1},
+    "units": {"type": ["string", "null"], "minLength": 1},   # null: the units come from the event history's ids
     "event_history": {   # null, or an object (its keywords apply to an object only: an error names the key at fault)
-        "type": ["object", "null"], "required": ["table", "signup_column", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
-        "properties": {"table": {"type": "string"}, "signup_column": {"type": "string"},
+        "type": ["object", "null"], "required": ["table", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
+        "properties": {"table": {"type": "string"}, "signup_column": {"type": ["string", "null"]},
+                       "id_column": {"type": ["string", "null"], "minLength": 1},   # absent: problem.id_column
+                       "time_column": {"type": "string", "minLength": 1}, "amount_column": {"type": "string", "minLength": 1},
                        "amount_cap_quantile": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
                        "train_snapshots": {"type": "integer", "minimum": 1, "maximum": 24},
                        "serving_as_of": {"type": "string", "format": "date"},
@@ -346,15 +464,47 @@ PARAMS_SCHEMA = params_contract("preprocess", {
     "seed": {"type": "integer", "minimum": 0}},
     required=["units", "event_history", "missing_category", "valid_ranges", "test_size", "seed"])
 
+def check_event_log(params: Mapping, root: Path) -> None:
+    """Once the event table is in sight: the columns `preprocess.event_history` names, and its dates against the
+    cutoffs, the training snapshots and the serving date (`require_event_span`), before any stage runs."""
+    problem, history = params.get("problem") or {}, params["preprocess"]["event_history"]
+    table, id_column = history["table"], problem.get("id_column")
+    columns = visible_columns(params, table, root)
+    if columns is None:   # not gathered yet (a database): the stage checks it
+        return
+    where = f"{table} table"
+    require_event_columns(columns, history, id_column, where)
+    time_column = next(c for c, inside in event_columns(history, id_column).items() if inside == "timestamp")
+    raw = visible_values(params, table, time_column, root)
+    times, how = parse_dates(raw)
+    if times.isna().all():
+        raise StageError("preprocess", where, "preprocess.event_history.time_column",
+                         f"no value of '{time_column}' reads as a date ({how}; e.g. {raw.dropna().astype(str).tolist()[:3]}): "
+                         "dates, date text, yyyymmdd numbers or Unix time are read")
+    if problem.get("cutoff_date") and problem.get("horizon_days"):   # else the stage names the one missing
+        require_event_span(times.min(), times.max(), pd.Timestamp(problem["cutoff_date"]), problem["horizon_days"],
+                           history["train_snapshots"], pd.Timestamp(history["serving_as_of"]), where)
+
 def check_inputs(params: Mapping, root: Path) -> None:
-    "Sources that exist among `gather:`, and the label, positive class and named columns in the unit table in sight."
+    """Sources that exist among `gather:`; the label, positive class and named columns in the unit table in sight; an
+    event history's columns and dates (`check_event_log`)."""
     settings, problem, sources = params["preprocess"], params.get("problem") or {}, params.get("gather") or {}
     history, units = settings.get("event_history"), settings["units"]
+    if units is None and not history:
+        raise StageError("preprocess", "params.yaml", "preprocess.units",
+                         "null (no unit table) needs an event history to make the units from: name the table of units, "
+                         "or set preprocess.event_history")
+    if history and not problem.get("id_column"):
+        raise StageError("preprocess", "params.yaml", "problem.id_column",
+                         "an event history needs the units' id column (the event table's own name for it goes in "
+                         "preprocess.event_history.id_column when it differs)")
     for field, table in [("preprocess.units", units), ("preprocess.event_history.table", (history or {}).get("table"))]:
         if table is not None and table not in sources:
             raise StageError("preprocess", "params.yaml", field, f"'{table}' is not a source under gather: "
                                                                    f"(sources: {sorted(sources)})")
-    columns = visible_columns(params, units, root)
+    if history:
+        check_event_log(params, root)
+    columns = visible_columns(params, units, root) if units else None
     if columns is None:   # not gathered yet: checked when it can be seen
         return
     where = f"{units} table"
@@ -387,21 +537,30 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
         raise StageError("preprocess", "params.yaml", "problem.task",
                          f"'{problem.task}' with an event history whose label is {event_label(history)} "
                          f"(preprocess.event_history.label): that label is {expected} (rerun the problem stage)")
-    id_column, units_table = unit_id(problem.id_column), catalog.raw_table(settings["units"])
-    raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
-    units, report, recipe = clean_units(
-        raw_units, id_column, list(params["features"]["categorical"]), settings["missing_category"],
-        {k: tuple(v) for k, v in settings["valid_ranges"].items()}, date_columns(history, settings.get("timestamp_column")),
-        list(settings.get("drop_columns", [])), keep=[] if history else [problem.label],
-        column_types=settings.get("column_types"))
-    decisions = report.pop("columns")
+    id_column, units_name = unit_id(problem.id_column), settings["units"]
+    units_table = catalog.raw_table(units_name) if units_name else None
+    ranges = {k: tuple(v) for k, v in settings["valid_ranges"].items()}
+    if units_name:
+        raw_units = with_row_id(read_table(resolve(units_table, root), "preprocess"), problem.id_column)
+        units, report, recipe = clean_units(
+            raw_units, id_column, list(params["features"]["categorical"]), settings["missing_category"], ranges,
+            date_columns(history, settings.get("timestamp_column")), list(settings.get("drop_columns", [])),
+            keep=[] if history else [problem.label], column_types=settings.get("column_types"))
+        decisions = report.pop("columns")
+    else:         # no unit table: the units are the event history's ids, with nothing to clean but the id
+        units, report, decisions = None, {}, []
+        recipe = cleaning_recipe([{"column": id_column, "type": "id"}], id_column, None, settings["missing_category"], ranges)
+    events, event_decisions = None, []
+    if history:   # typed and named before any report is written, so that the columns report shows both tables
+        events_table = catalog.raw_table(history["table"])
+        events, event_decisions = type_events(read_table(resolve(events_table, root), "preprocess"), history, id_column,
+                                              events_table)
     write_json(recipe, resolve(catalog.CLEANING, root))
-    write_markdown(resolve(catalog.COLUMNS_REPORT, root), f"Column types: {settings['units']}",
-                   "How each column of the unit table was typed, and why; override any decision in "
-                   "`preprocess.column_types` (numeric, categorical, boolean, id, drop).", columns_report(decisions))
+    write_markdown(resolve(catalog.COLUMNS_REPORT, root), "Column types",
+                   *columns_page(units_name, decisions, history and history["table"], event_decisions))
     if history:   # an event history: point-in-time snapshots, label derived from the events
         units, events, snapshots, serving, label_report = labels_from_events(
-            units, units_table, resolve(catalog.raw_table(history["table"]), root), id_column, problem, history)
+            units, units_table, events, id_column, problem, history)
     else:         # one labelled row per unit: a time-based or stratified split
         units, events, snapshots, serving, label_report = labels_from_column(
             units, id_column, problem, settings.get("timestamp_column"), settings["test_size"], settings["seed"])
@@ -410,5 +569,9 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
         write_table(table, resolve(path, root))
     split = split_report(snapshots, problem.label, problem.task).round(4).to_dict(orient="index")
     report["column_types"] = {d["column"]: d["type"] for d in decisions}
+    if history:
+        report["event_column_types"] = {d["column"]: d["type"] for d in event_decisions}
+    if not units_name:
+        report["units_from_events"] = len(units)
     write_json({**report, **label_report, "split": split, "serving_rows": len(serving)}, resolve(catalog.PREPROCESS_REPORT, root))
     return {"units": len(units), "events": len(events), "split": split, "serving_rows": len(serving)}

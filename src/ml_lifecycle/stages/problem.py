@@ -133,7 +133,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     requested = params["problem"].get("task", "auto")
     problem = Problem.from_params({**params["problem"], "task": "auto"})   # checked against its kind once decided
     history, units = params["preprocess"]["event_history"], params["preprocess"]["units"]
-    values, source = None, catalog.raw_table(units)
+    values, source = None, catalog.raw_table(units) if units else "params.yaml"
     if not history and requested in ("auto", "multiclass"):   # the label column alone
         values = read_table(resolve(source, root), "problem", [problem.label], only=True)[problem.label]
     task, reason = problem_kind(requested, history, values, source)
