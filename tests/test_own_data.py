@@ -283,7 +283,8 @@ PURCHASE_LOG = {   # the README's params for a purchase log alone: its own colum
                                 "required_columns": ["customer_id", "date", "amount"]}},
     ("validate", "tables"): ["purchases"], ("preprocess", "units"): None,
     ("preprocess", "event_history"): {"table": "purchases", "id_column": "customer_id", "time_column": "date",
-                                      "amount_column": "amount", "label": "churn", "signup_column": None,
+                                      "amount_column": "amount", "quantity_column": "quantity", "label": "churn",
+                                      "signup_column": None,
                                       "amount_cap_quantile": 0.995, "train_snapshots": 3, "serving_as_of": "2022-07-01"},
     ("evaluate", "segments"): []}
 
@@ -324,7 +325,8 @@ def test_the_cdnow_purchase_log_alone_gives_a_churn_and_a_spend_model_as_good_as
     result = run("dvc repro", project, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((project / "reports/preprocess.json").read_text())
-    assert report["event_column_types"] == {"customer_id": "id", "date": "time", "quantity": "kept", "amount": "amount"}
+    assert report["event_column_types"] == {"customer_id": "id", "date": "time", "quantity": "quantity", "amount": "amount"}
+    assert {"lifetime_quantity", "quantity_90d"} <= set(json.loads((project / "data/features/spec.json").read_text())["numeric"])
     assert report["units_from_events"] > 23000 and report["non_positive_amounts"] == 80
     columns = " ".join((project / "reports/columns.md").read_text().split())
     assert "text with leading zeros, kept as written (e.g. '00001')" in columns

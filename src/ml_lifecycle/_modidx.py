@@ -419,6 +419,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'ml_lifecycle/stages/features.py'),
                                               'ml_lifecycle.stages.features.leakage_verdicts': ( 'features.html#leakage_verdicts',
                                                                                                  'ml_lifecycle/stages/features.py'),
+                                              'ml_lifecycle.stages.features.quantity_columns': ( 'features.html#quantity_columns',
+                                                                                                 'ml_lifecycle/stages/features.py'),
                                               'ml_lifecycle.stages.features.refuse_leaks': ( 'features.html#refuse_leaks',
                                                                                              'ml_lifecycle/stages/features.py'),
                                               'ml_lifecycle.stages.features.run': ('features.html#run', 'ml_lifecycle/stages/features.py'),

@@ -411,9 +411,11 @@ def categorical_in_sight(params: Mapping, root: str | Path | None = None, column
     """The unit table's columns (all, or those of `columns`) that preprocess will make categorical model inputs,
     judged now from the table in sight (`project.visible_values`: the source file, or a gathered copy that is current)
     by the rules preprocess applies (`cleaning.decide_types` with `features.categorical`, `preprocess.column_types`
-    and `drop_columns`); None while the table is out of sight."""
+    and `drop_columns`); None while the table is out of sight, none without a unit table (`preprocess.units: null`)."""
     problem, settings, features = (params.get(key) or {} for key in ("problem", "preprocess", "features"))
     units, history = settings.get("units"), settings.get("event_history")
+    if not units and history:   # a purchase log alone: no unit table, no categorical input
+        return []
     in_sight = visible_columns(params, units, root) if units else None
     if in_sight is None:
         return None

@@ -23,9 +23,9 @@ from ..modelling import resolved_problem
 
 # %% auto #0
 __all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'LEAK_R2_MARGIN_FLOOR', 'LEAK_MEASURES', 'PARAMS_SCHEMA', 'SPLIT_FILES',
-           'behaviour_features', 'behaviour_columns', 'build_features', 'feature_spec', 'feature_codes', 'feature_auc',
-           'feature_auc_ovr', 'feature_r2', 'label_parts', 'leakage_verdicts', 'write_leakage_report', 'refuse_leaks',
-           'contract_columns', 'check_inputs', 'write_splits', 'run']
+           'behaviour_features', 'quantity_columns', 'behaviour_columns', 'build_features', 'feature_spec',
+           'feature_codes', 'feature_auc', 'feature_auc_ovr', 'feature_r2', 'label_parts', 'leakage_verdicts',
+           'write_leakage_report', 'refuse_leaks', 'contract_columns', 'check_inputs', 'write_splits', 'run']
 
 # %% ../../../nbs/06_features.ipynb #06c005
 def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
@@ -37,9 +37,11 @@ def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column:
     keys = snapshots[[id_column, "cutoff"]].drop_duplicates().reset_index(drop=True)
     customer, customers = pd.factorize(events[id_column])   # once; each snapshot's customer is then a code
     timestamp, amount = events["timestamp"].to_numpy(), events["amount"].to_numpy()
+    quantity = events["quantity"].to_numpy(dtype="float64") if "quantity" in events else None   # items, when named
     everyone = pd.RangeIndex(len(customers))
     names = ["recency_days", "days_since_first_purchase", "lifetime_purchases", "avg_purchase_value",
-             *[f"{kind}_{w}d" for w in sorted(windows_days) for kind in ("purchases", "spend")]]
+             *[f"{kind}_{w}d" for w in sorted(windows_days) for kind in ("purchases", "spend")],
+             *(quantity_columns(windows_days) if quantity is not None else [])]
     values = {name: np.full(len(keys), np.nan) for name in names}
     for cutoff, index in keys.groupby("cutoff", sort=True).indices.items():   # one pass per cutoff date: a handful
         code = customers.get_indexer(keys[id_column].to_numpy()[index])        # -1: no events at all
@@ -47,7 +49,8 @@ def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column:
         wanted[code[code >= 0]] = True
         rows = np.flatnonzero(wanted[customer] & (timestamp < cutoff.to_datetime64()))
         days_before = (cutoff - pd.Series(timestamp[rows])).dt.total_seconds().to_numpy() / 86400
-        seen = pd.DataFrame({"days_before": days_before, "amount": amount[rows]})
+        seen = pd.DataFrame({"days_before": days_before, "amount": amount[rows],
+                             **({"quantity": quantity[rows]} if quantity is not None else {})})
         # Grouped by the customer's code as a category: no hashing, every customer a row, rows summed in their order.
         who = pd.Categorical.from_codes(customer[rows], categories=everyone)
         grouped = seen.groupby(who, observed=False)
@@ -58,26 +61,36 @@ def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column:
             window = seen["amount"][recent].groupby(pd.Categorical.from_codes(customer[rows][recent], categories=everyone),
                                                     observed=False)
             found[f"purchases_{w}d"], found[f"spend_{w}d"] = window.size(), window.sum()
+            if quantity is not None:
+                found[f"quantity_{w}d"] = seen["quantity"][recent].groupby(
+                    pd.Categorical.from_codes(customer[rows][recent], categories=everyone), observed=False).sum()
+        if quantity is not None:
+            found["lifetime_quantity"] = grouped["quantity"].sum()
         has = code >= 0
         for name, series in found.items():
             values[name][index[has]] = series.to_numpy()[code[has]]
     out = keys.copy()
     for name in names:   # as a merge would give them: counts and sums 0 when there is nothing to count, and a count
         column = values[name]   # stays an integer only when every snapshot has something to count
-        if name.startswith(("purchases_", "spend_", "lifetime_")):
+        if name.startswith(("purchases_", "spend_", "lifetime_", "quantity_")):
             column = np.nan_to_num(column, nan=0.0)
-            column = column.astype("int64") if not name.startswith("spend_") and (column > 0).all() else column
+            counts = name.startswith(("purchases_", "lifetime_purchases"))
+            column = column.astype("int64") if counts and (column > 0).all() else column
         out[name] = column
     short, long = min(windows_days), max(windows_days)
     out["purchase_trend"] = (out[f"purchases_{short}d"] / short) / ((out[f"purchases_{long}d"] + 1) / long)
     return out
 
 # %% ../../../nbs/06_features.ipynb #06c006
-def behaviour_columns(windows_days: list[int]) -> list[str]:
+def quantity_columns(windows_days: list[int]) -> list[str]:
+    "The features of an event history whose quantity is named (`preprocess.event_history.quantity_column`)."
+    return ["lifetime_quantity", *[f"quantity_{w}d" for w in sorted(windows_days)]]
+
+def behaviour_columns(windows_days: list[int], quantity: bool = False) -> list[str]:
     "The names of the features derived from an event history (tenure from the signup date included)."
     windows = [f"{kind}_{w}d" for w in sorted(windows_days) for kind in ("purchases", "spend")]
     return ["recency_days", "days_since_first_purchase", "lifetime_purchases", "avg_purchase_value", *windows,
-            "purchase_trend", "tenure_days"]
+            *(quantity_columns(windows_days) if quantity else []), "purchase_trend", "tenure_days"]
 
 # %% ../../../nbs/06_features.ipynb #06c009
 def build_features(units: pd.DataFrame, events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
@@ -248,17 +261,22 @@ def contract_columns(table: str, root: Path) -> list[str]:
     return re.findall(r'^feature \{\s*name: "([^"]+)"', path.read_text(), flags=re.M) if path.is_file() else []
 
 def check_inputs(params: Mapping, root: Path) -> None:
-    "Every `features.categorical` entry is a column of the unit table (or a derived feature), once that is in sight."
+    """Every `features.categorical` entry is a column of the unit table (or a derived feature), once that is in sight;
+    without a unit table (`preprocess.units: null`), a derived feature."""
     preprocess, settings = params.get("preprocess") or {}, params["features"]
-    columns = visible_columns(params, preprocess["units"], root) if preprocess.get("units") else None
+    units = preprocess.get("units")
+    columns = visible_columns(params, units, root) if units else [] if preprocess.get("event_history") else None
     if columns is None:
         return
-    known = {*columns, *contract_columns(preprocess["units"], root),
-             *(behaviour_columns(settings["windows_days"]) if preprocess.get("event_history") else [])}
+    known = {*columns, *(contract_columns(units, root) if units else []),
+             *(behaviour_columns(settings["windows_days"], bool(preprocess["event_history"].get("quantity_column")))
+               if preprocess.get("event_history") else [])}
     unknown = [c for c in settings["categorical"] if c not in known]
     if unknown:
         raise StageError("features", "params.yaml", "features.categorical",
-                         f"{unknown} not among the columns of the {preprocess['units']} table (columns: {columns[:20]})")
+                         f"{unknown} not among the columns of the {units} table (columns: {columns[:20]})" if units else
+                         f"{unknown} are not features of an event history without a unit table (preprocess.units: "
+                         "null): its features are numbers; set features.categorical: []")
 
 def write_splits(table: pd.DataFrame, label: str, root: Path, label_dtype="int64") -> dict:
     """Write the train, test and (unlabelled) serving rows of `table` to their files, the label as `label_dtype` (as

@@ -22,12 +22,12 @@ from ..modelling import Problem, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['EVENT_NAMES', 'EVENT_LABEL_TASKS', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report',
-           'columns_page', 'clean_units', 'event_columns', 'event_fields', 'require_event_columns', 'type_events',
-           'units_from_events', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'require_event_span', 'event_label',
-           'signed_up', 'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels', 'positive_classes',
-           'is_positive', 'require_positive_class', 'class_labels', 'number_labels', 'label_from_column',
-           'require_both_splits', 'split_table', 'date_columns', 'labels_from_events', 'no_events',
+__all__ = ['EVENT_NAMES', 'QUANTITY', 'EVENT_LABEL_TASKS', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA',
+           'columns_report', 'columns_page', 'clean_units', 'event_columns', 'event_fields', 'require_event_columns',
+           'type_events', 'units_from_events', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'require_event_span',
+           'event_label', 'signed_up', 'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels',
+           'positive_classes', 'is_positive', 'require_positive_class', 'class_labels', 'number_labels',
+           'label_from_column', 'require_both_splits', 'split_table', 'date_columns', 'labels_from_events', 'no_events',
            'labels_from_column', 'split_report', 'check_event_log', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
@@ -79,17 +79,20 @@ def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str]
 
 # %% ../../../nbs/05_preprocess.ipynb #05c008
 EVENT_NAMES = {"time_column": "timestamp", "amount_column": "amount"}   # named in params -> named so inside the pipeline
+QUANTITY = ("quantity_column", "quantity")   # optional: the items of each event, summed into features when named
 
 def event_columns(history: Mapping, id_column: str) -> dict[str, str]:
     """The event table's columns `preprocess.event_history` names (absent: the pipeline's own names), each with its
-    name inside the pipeline: the unit id (`problem.id_column`), `timestamp` and `amount`."""
+    name inside the pipeline: the unit id (`problem.id_column`), `timestamp`, `amount`, and `quantity` if named."""
+    named = {**EVENT_NAMES, **({QUANTITY[0]: QUANTITY[1]} if history.get(QUANTITY[0]) else {})}
     return {history.get("id_column") or id_column: id_column,
-            **{history.get(key) or inside: inside for key, inside in EVENT_NAMES.items()}}
+            **{history.get(key) or inside: inside for key, inside in named.items()}}
 
 def event_fields(history: Mapping, id_column: str) -> dict[str, str]:
     "The same columns, each with the parameter that names it."
-    return {history.get("id_column") or id_column: "preprocess.event_history.id_column",
-            **{history.get(key) or inside: f"preprocess.event_history.{key}" for key, inside in EVENT_NAMES.items()}}
+    names = event_columns(history, id_column)
+    keys = {inside: key for key, inside in [*EVENT_NAMES.items(), QUANTITY]}
+    return {column: f"preprocess.event_history.{keys.get(inside, 'id_column')}" for column, inside in names.items()}
 
 def require_event_columns(columns: list[str], history: Mapping, id_column: str, source: str, stage: str = "preprocess"
                           ) -> None:
@@ -116,17 +119,18 @@ def type_events(raw: pd.DataFrame, history: Mapping, id_column: str, source: str
         if inside == "timestamp":
             df[column], how = parse_dates(values)
             kind = "time"
-        elif inside == "amount":
+        elif inside in ("amount", "quantity"):
             df[column], how = (values.astype("float64"), "numbers") if numeric else \
                 (parse_numbers(values)[0], "numbers stored as text (thousands separators removed)")
-            kind = "amount"
+            kind = inside
         elif inside is not None:   # the unit id
             zeros = not numeric and bool(as_text(values).str.fullmatch(r"0\d+").any())
             df[column] = values if numeric else as_text(values).astype(object)
             kind, how = "id", ("whole numbers" if numeric else "text with leading zeros, kept as written (e.g. "
                                                               f"'{as_text(values).dropna().iloc[0]}')" if zeros else "text")
-        elif column in names.values():
-            df, kind, how = df.drop(columns=column), "drop", f"named like the pipeline's own `{column}`: not used"
+        elif column in {*names.values(), QUANTITY[1]}:   # a quantity only when named: never taken by its name alone
+            df, kind, how = df.drop(columns=column), "drop", f"named like the pipeline's own `{column}`: not used" + (
+                " (name it in preprocess.event_history.quantity_column to use it)" if column == QUANTITY[1] else "")
         else:
             kind, how = ("event id", "repeated ids are duplicate events, dropped") if column == "event_id" else \
                 ("kept", "carried along, not a feature")
@@ -450,6 +454,7 @@ PARAMS_SCHEMA = params_contract("preprocess", {
         "properties": {"table": {"type": "string"}, "signup_column": {"type": ["string", "null"]},
                        "id_column": {"type": ["string", "null"], "minLength": 1},   # absent: problem.id_column
                        "time_column": {"type": "string", "minLength": 1}, "amount_column": {"type": "string", "minLength": 1},
+                       "quantity_column": {"type": ["string", "null"], "minLength": 1},   # optional: items per event
                        "amount_cap_quantile": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
                        "train_snapshots": {"type": "integer", "minimum": 1, "maximum": 24},
                        "serving_as_of": {"type": "string", "format": "date"},
