@@ -9,6 +9,9 @@ import glob
 import os
 import re
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, chdir, nullcontext
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -20,55 +23,118 @@ from ..tables import TABLE_FORMATS, read_table, require_columns, require_rows, w
 from ..project import will_exist
 
 # %% auto #0
-__all__ = ['DATABASE_NOT_FOUND', 'NO_FILE_MATCHES', 'SECRET_QUERY_KEYS', 'DOTENV', 'SOURCE_SCHEMA', 'PARAMS_SCHEMA',
-           'database_url', 'sqlite_file', 'masked_url', 'shown_url', 'read_sql_source', 'env_name', 'refuse_password',
+__all__ = ['DATABASE_NOT_FOUND', 'NO_FILE_MATCHES', 'FILE_DATABASES', 'SECRET_QUERY_KEYS', 'MISSING_TABLE', 'MISSING_FILE',
+           'DATA_FILE', 'REMOTE', 'DOTENV', 'SOURCE_SCHEMA', 'PARAMS_SCHEMA', 'database_url', 'database_file',
+           'masked_url', 'shown_url', 'engine_options', 'query_folder', 'plain_types', 'missing_file_problem',
+           'query_error', 'read_sql_source', 'query_files', 'missing_query_file', 'env_name', 'refuse_password',
            'load_dotenv_file', 'source_url', 'read_file_source', 'read_source', 'gather', 'check_inputs', 'run']
 
 # %% ../../../nbs/03_gather.ipynb #03c005
 DATABASE_NOT_FOUND, NO_FILE_MATCHES = "database file not found", "no file matches this path"
+# Databases held in one local file, which their driver would create when missing: a relative path is taken from the
+# project root, and the file must exist. Not files: `:memory:`, and services such as DuckDB's `md:crm` (MotherDuck).
+FILE_DATABASES = ("sqlite", "duckdb")
+
+def _database_path(parsed) -> str | None:
+    "The database file a parsed URL of a `FILE_DATABASES` backend names, as written; None for memory and services."
+    database = parsed.database or ""
+    if parsed.get_backend_name() not in FILE_DATABASES or database == "" or database.startswith(":memory:") \
+            or re.match(r"[A-Za-z][\w+.-]+:", database):
+        return None
+    return database
 
 def database_url(url: str, root: Path | None = None) -> str:
-    "The SQLAlchemy `url`, with a relative SQLite file path resolved from the project root."
+    "The SQLAlchemy `url`, with a relative SQLite or DuckDB file path resolved from the project root."
     from sqlalchemy.engine import make_url
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
-            and not Path(parsed.database).is_absolute():
-        parsed = parsed.set(database=str(resolve(parsed.database, root)))
+    path = _database_path(parsed)
+    if path is not None and not Path(path).is_absolute():
+        parsed = parsed.set(database=str(resolve(path, root)))
     return parsed.render_as_string(hide_password=False)
 
-def sqlite_file(url: str, root: Path | None = None) -> Path | None:
-    "The database file of a SQLite `url` (resolved from the project root); None for other databases and `:memory:`."
+def database_file(url: str, root: Path | None = None) -> Path | None:
+    "The database file of a SQLite or DuckDB `url` (resolved from the project root); None for other databases and `:memory:`."
     from sqlalchemy.engine import make_url
-    full = make_url(database_url(url, root))
-    if full.get_backend_name() == "sqlite" and full.database not in (None, "", ":memory:"):
-        return Path(full.database)
-    return None
+    path = _database_path(make_url(database_url(url, root)))
+    return None if path is None else Path(path)
 
 # Drivers take a password as a query parameter too: libpq's `password`, MySQL drivers' `passwd`.
 SECRET_QUERY_KEYS = ("password", "passwd")
 
 def masked_url(url: str) -> str:
-    "`url` safe to show: its password as `***`, any password query parameter left out."
+    "`url` safe to show: its password as `***`, any password query parameter left out; `:memory:` as written."
     from sqlalchemy.engine import make_url
     parsed = make_url(url)
     secret = [k for k in parsed.query if k.lower() in SECRET_QUERY_KEYS]
-    return parsed.difference_update_query(secret).render_as_string(hide_password=True)
+    return parsed.difference_update_query(secret).render_as_string(hide_password=True).replace("%3A", ":")
 
 def shown_url(url: str, root: Path | None = None) -> str:
     "`url` as the error messages show it: resolved, with any password hidden."
     return masked_url(database_url(url, root))
+
+def engine_options(url: str, root: Path | None = None) -> dict:
+    "`create_engine` arguments for the database at `url`: a DuckDB database file opens read-only (gather changes no source)."
+    from sqlalchemy.engine import make_url
+    duckdb_file = make_url(url).get_backend_name() == "duckdb" and database_file(url, root) is not None
+    return {"connect_args": {"read_only": True}} if duckdb_file else {}
+
+def query_folder(url: str, root: Path | None = None) -> AbstractContextManager:
+    """Where a query runs: a DuckDB query in the project root, so that the relative file paths it names are read from
+    there. (DuckDB's `file_search_path` setting is not enough: DuckDB tries the working directory first, and the
+    search path only for a file it did not find there.) Other databases, or no project: wherever the process is."""
+    from sqlalchemy.engine import make_url
+    if make_url(url).get_backend_name() != "duckdb":
+        return nullcontext()
+    try:
+        return chdir(Path(root) if root is not None else project_root())
+    except FileNotFoundError:   # outside any project (no dvc.yaml and params.yaml above): the working directory
+        return nullcontext()
+
+def plain_types(df: pd.DataFrame, stage: str = "gather", source: str = "") -> pd.DataFrame:
+    """`df` with the Python objects a driver returns for DECIMAL (DuckDB) or NUMERIC (PostgreSQL) columns as float64,
+    and for DATE columns as datetime64: Parquet would keep them as decimal and date columns, which TFDV cannot read.
+    (pandas turns most decimals into floats itself, `coerce_float`; this holds for every column.)"""
+    for i in range(df.shape[1]):
+        column = df.iloc[:, i]
+        first = column.first_valid_index() if column.dtype == object else None
+        kind = None if first is None else type(column.loc[first])
+        if kind not in (Decimal, date) or not column.dropna().map(type).eq(kind).all():
+            continue
+        try:
+            df.isetitem(i, column.astype("float64") if kind is Decimal else pd.to_datetime(column))
+        except pd.errors.OutOfBoundsDatetime:
+            raise StageError(stage, source, str(df.columns[i]), "a date outside the years 1677-2262, which a pandas "
+                             f"timestamp cannot hold: replace it in the query, e.g. NULLIF({df.columns[i]}, DATE "
+                             "'9999-12-31'), or cast the column to VARCHAR") from None
+    return df
+
+MISSING_TABLE = re.compile(r"no such table: (\S+)|Table with name (\S+) does not exist")   # SQLite's, DuckDB's words
+MISSING_FILE = re.compile(r'No files found that match the pattern "([^"]*)"')               # DuckDB's
+
+def missing_file_problem(path: str) -> str:
+    "What to say of a file that a query names and that is not there."
+    return (f"no file matches '{path}', which the query reads (a relative path is read from the project root): "
+            "correct the path, or put the file there")
+
+def query_error(stage: str, shown: str, query: str, detail: str) -> StageError:
+    "The error of a failed query: the missing table as the field, the missing file of a DuckDB query, or the query."
+    if file := MISSING_FILE.search(detail):
+        return StageError(stage, shown, "query", missing_file_problem(file[1]))
+    table = MISSING_TABLE.search(detail)
+    return StageError(stage, shown, (table[1] or table[2]) if table else "query",
+                      f"query failed: {detail} (query: {query})")
 
 def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
     "Run `query` against the database at `url`; name the source when it cannot be read."
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
-    full, shown, database = make_url(database_url(url, root)), shown_url(url, root), sqlite_file(url, root)
+    full, shown, database = make_url(database_url(url, root)), shown_url(url, root), database_file(url, root)
     if database is not None and not database.is_file():
-        # SQLite would silently create an empty database; a missing file is an error here.
+        # SQLite and DuckDB would silently create an empty database; a missing file is an error here.
         raise StageError(stage, shown, None, DATABASE_NOT_FOUND)
     try:
-        engine = create_engine(full)
+        engine = create_engine(full, **engine_options(url, root))
     except (ImportError, SQLAlchemyError) as e:  # no driver for this database, or a malformed URL
         raise StageError(stage, shown, None, f"cannot open the database: {e}") from None
     try:
@@ -79,14 +145,42 @@ def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | No
             hint = (" (a password comes from PGPASSWORD, in the environment or in .env at the project root, or from "
                     "~/.pgpass)" if full.get_backend_name() == "postgresql" and "password" in detail else "")
             raise StageError(stage, shown, None, f"cannot connect: {detail}{hint}") from None
-        with conn:
-            return pd.read_sql(text(query), conn)
+        with conn, query_folder(url, root):
+            return plain_types(pd.read_sql(text(query), conn, coerce_float=True), stage, shown)
     except SQLAlchemyError as e:
-        detail = str(getattr(e, "orig", None) or e).splitlines()[0]
-        table = detail.split("no such table:")[-1].strip() if "no such table" in detail else None
-        raise StageError(stage, shown, table or "query", f"query failed: {detail} (query: {query})") from None
+        raise query_error(stage, shown, query, str(getattr(e, "orig", None) or e).splitlines()[0]) from None
     finally:
         engine.dispose()
+
+# %% ../../../nbs/03_gather.ipynb #03c041
+_SQL_QUOTED_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.S)
+_FILE_AFTER_FROM = re.compile(r"\b(?:FROM|JOIN)\s+(['\"])(\d+)\1", re.I)
+_FILE_ARGUMENT = re.compile(r"\b(?:read_\w+|parquet_scan)\s*\(\s*('\d+'|\[[^\]]*\])", re.I)
+# DuckDB reads a quoted name after FROM as a file when it ends like one (otherwise it is a table's name).
+DATA_FILE = re.compile(r"\.(csv|tsv|txt|parquet|json|jsonl|ndjson)(\.(gz|zst))?$", re.I)
+REMOTE = re.compile(r"[A-Za-z][\w+.-]+://")
+
+def query_files(query: str) -> list[str]:
+    """The local files (or globs) a DuckDB query names in quotes: right after FROM or JOIN, or as the first argument
+    (a path or a list) of a `read_*` function. Comments are skipped; remote URLs, `~` paths and `**` globs left out."""
+    quoted = []
+    def mask(m: re.Match) -> str:   # every quoted text becomes its number, so no SQL word inside one is seen
+        if m[0][0] not in "'\"":
+            return " "
+        quoted.append(m[0][1:-1].replace(m[0][0] * 2, m[0][0]))
+        return f"{m[0][0]}{len(quoted) - 1}{m[0][0]}"
+    code = _SQL_QUOTED_OR_COMMENT.sub(mask, query)
+    named = [quoted[int(m[2])] for m in _FILE_AFTER_FROM.finditer(code) if DATA_FILE.search(quoted[int(m[2])])]
+    named += [quoted[int(i)] for m in _FILE_ARGUMENT.finditer(code) for i in re.findall(r"'(\d+)'", m[1])]
+    return [p for p in dict.fromkeys(named) if p and not REMOTE.match(p) and not p.startswith("~") and "**" not in p]
+
+def missing_query_file(url: str, query: str, root: Path) -> str | None:
+    "The first file a DuckDB query at `url` names (`query_files`) that neither exists nor is a stage's output."
+    from sqlalchemy.engine import make_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "duckdb" or "file_search_path" in parsed.query:
+        return None   # not DuckDB, or the URL says itself where the files are
+    return next((p for p in query_files(query) if not will_exist(p, root)), None)
 
 # %% ../../../nbs/03_gather.ipynb #03c031
 DOTENV = ".env"   # at the project root, ignored by git: credentials for the sources, never committed
@@ -159,8 +253,8 @@ def read_source(name: str, source: dict, stage: str = "gather", root: Path | Non
         df = read_file_source(source["path"], stage, root) if url is None \
             else read_sql_source(url, source["query"], stage, root)
     except StageError as e:
-        if e.field is None:  # an unreadable location: name the parameter that points there
-            raise StageError(stage, e.source, f"gather.{name}.{key}", e.problem) from None
+        if e.field in (None, "query"):  # an unreadable location or a failed query: name the parameter
+            raise StageError(stage, e.source, f"gather.{name}.{key if e.field is None else 'query'}", e.problem) from None
         raise
     shown = source["path"] if url is None else masked_url(url)
     require_columns(df, source.get("required_columns", []), stage, f"{name} source {shown}")
@@ -187,16 +281,19 @@ PARAMS_SCHEMA = params_contract("gather", {}, required=[], minProperties=1,   # 
                                 additionalProperties=SOURCE_SCHEMA)
 
 def check_inputs(params: Mapping, root: Path) -> None:
-    """Every file source matches a file, and every SQLite database exists, now or once the stage writing it has run;
-    no URL holds a password."""
+    """Every file source matches a file, every SQLite or DuckDB database exists, and every file a DuckDB query names in
+    quotes (`query_files`) matches one, now or once the stage writing it has run; no URL holds a password."""
     for name, source in (params.get("gather") or {}).items():
         if "path" in source and not will_exist(source["path"], root):
             raise StageError("gather", source["path"], f"gather.{name}.path", NO_FILE_MATCHES)
         if "url" in source:
             refuse_password(name, source["url"])
-        database = sqlite_file(source["url"], root) if "url" in source else None
+        database = database_file(source["url"], root) if "url" in source else None
         if database is not None and not will_exist(database, root):
             raise StageError("gather", shown_url(source["url"], root), f"gather.{name}.url", DATABASE_NOT_FOUND)
+        missing = missing_query_file(source["url"], source["query"], root) if "url" in source else None
+        if missing is not None:
+            raise StageError("gather", shown_url(source["url"], root), f"gather.{name}.query", missing_file_problem(missing))
 
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Gather every source named under `gather:` into `data/raw/`; write and return the row and column counts."
