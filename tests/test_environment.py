@@ -216,12 +216,18 @@ def test_the_resolve_check_has_teeth(resolve, stack, platform):
 
 def test_only_the_validate_stage_imports_tensorflow():
     light = ["core", "params", "tables", "project", "check", "cli", "catalog", "cleaning", "reporting", "modelling", "gate",
-             "execution", *(f"stages.{s}" for s in ["validate", "problem", "demo_data", "gather", "preprocess", "features",
+             "execution", "spark", *(f"stages.{s}" for s in ["validate", "problem", "demo_data", "gather", "preprocess", "features",
                                                     "select", "train", "evaluate", "score"])]
     code = (f"import sys; import {', '.join('ml_lifecycle.' + m for m in light)};"
             "print(sorted(m for m in ('tensorflow', 'tensorflow_data_validation', 'apache_beam') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_importing_the_spark_module_starts_no_spark():
+    "pyspark (and a JVM) only when a function of ml_lifecycle.spark is called: the pandas engine never pays for it."
+    code = "import sys, ml_lifecycle.spark; print('pyspark' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_the_project_check_imports_no_model_library():

@@ -328,6 +328,8 @@ def test_the_cdnow_purchase_log_alone_gives_a_churn_and_a_spend_model_as_good_as
     assert report["event_column_types"] == {"customer_id": "id", "date": "time", "quantity": "quantity", "amount": "amount"}
     assert {"lifetime_quantity", "quantity_90d"} <= set(json.loads((project / "data/features/spec.json").read_text())["numeric"])
     assert report["units_from_events"] > 23000 and report["non_positive_amounts"] == 80
+    validation = json.loads((project / "reports/validation/summary.json").read_text())["purchases"]
+    assert validation["anomalies"] == 0 and "read_as_numbers" not in validation, validation   # 00001 is a code, no number
     columns = " ".join((project / "reports/columns.md").read_text().split())
     assert "text with leading zeros, kept as written (e.g. '00001')" in columns
     assert "whole numbers written as yyyymmdd dates, e.g. 20210101" in columns

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .tables import LEADING_ZERO
+
 # %% auto #0
 __all__ = ['ROW_ID', 'COLUMN_TYPES', 'MISSING_TOKENS', 'BOOLEAN_WORDS', 'NUMBER_WORDS', 'MIN_ROWS_FOR_UNIQUENESS', 'DATE_TEXT',
            'NUMBER_DATES', 'unit_id', 'with_row_id', 'as_text', 'clean_text', 'parse_numbers', 'text_as_numbers',
@@ -61,9 +63,12 @@ def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return numbers.astype("float64"), ~gaps & numbers.isna()
 
 def text_as_numbers(values: pd.Series) -> pd.Series | None:
-    "The numbers a text column holds (see `parse_numbers`), or None if it holds none or any filled cell is no number."
+    """The numbers a text column holds (see `parse_numbers`), or None if it holds none, or any filled cell is no number
+    or is digits with a leading zero: a code (an id `00001`, a zip code `02134`), whose zeros a number would lose."""
     numbers, unparseable = parse_numbers(values)
-    return None if numbers.isna().all() or unparseable.any() else numbers
+    if numbers.isna().all() or unparseable.any():
+        return None
+    return None if values.astype("string").str.strip().str.fullmatch(LEADING_ZERO).any() else numbers
 
 def text_as_booleans(values: pd.Series) -> pd.Series | None:
     "True/False (None for gaps) when every filled cell is a yes/no, true/false, y/n or t/f word; else None."
