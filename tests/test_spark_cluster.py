@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_lifecycle.spark import apply_per_bucket, java_problem, spark_session, standalone_cluster
+from ml_lifecycle.spark import apply_per_bucket, java_problem, spark_session, spark_statistics, standalone_cluster
 from ml_lifecycle.stages.features import behaviour_features
 
 pytestmark = pytest.mark.skipif(java_problem() is not None, reason=f"no Spark cluster here: {java_problem()}")
@@ -57,6 +57,32 @@ def test_behaviour_features_per_bucket_on_the_cluster_equal_pandas_to_the_bit(sp
     order = ["cutoff", "customer_id"]
     pd.testing.assert_frame_equal(got.sort_values(order).reset_index(drop=True),
                                   expected.sort_values(order).reset_index(drop=True), check_exact=True)
+
+
+def test_statistics_merged_from_the_workers_equal_one_pass(spark):
+    """TFDV statistics per partition on both workers, merged on the driver: counts, gaps, ranges and top values as one
+    pass in pandas gives them; means to the last digits. A whole-number column with one gap is fractional in both."""
+    from ml_lifecycle.gate import compute_statistics, feature_statistics
+    log, _ = events_and_snapshots()
+    table = log.drop(columns="timestamp").assign(plan=np.where(log.index % 3 == 0, "basic", "plus"),
+                                                  visits=pd.array(np.arange(len(log)) % 7, dtype="Int64"))
+    table.loc[5, "visits"] = pd.NA
+    from pyspark.sql import functions as F
+    frame = spark.createDataFrame(table.astype({"visits": "float64"}), schema="customer_id long, amount double, "
+                                  "plan string, visits double").withColumn("visits", F.col("visits").cast("long"))
+    merged = feature_statistics(spark_statistics(frame.repartition(6)))
+    one_pass = feature_statistics(compute_statistics(table.astype({"visits": "float64"})))
+    assert merged.keys() == one_pass.keys() == {"customer_id", "amount", "plan", "visits"}
+    for name, expected in one_pass.items():
+        got = merged[name]
+        assert got.type == expected.type, name
+        if expected.HasField("num_stats"):
+            assert (got.num_stats.min, got.num_stats.max, got.num_stats.common_stats.num_missing) == \
+                (expected.num_stats.min, expected.num_stats.max, expected.num_stats.common_stats.num_missing), name
+            assert abs(got.num_stats.mean - expected.num_stats.mean) <= 1e-12 * abs(expected.num_stats.mean), name
+        else:
+            assert [v.value for v in got.string_stats.top_values] == [v.value for v in expected.string_stats.top_values]
+    assert merged["visits"].num_stats.common_stats.num_missing == 1
 
 
 def test_a_worker_killed_mid_job_costs_its_tasks_not_the_result(tmp_path):

@@ -207,9 +207,9 @@ def validate_table(df: pd.DataFrame, table: str, root=None, environment: str | N
 # %% ../../nbs/00d_gate.ipynb #00dc034
 def _chunk_accumulators(frame: pd.DataFrame, options, generators: list) -> list:
     """TFDV's partial statistics of one chunk (an accumulator per generator), as `generate_statistics_from_dataframe`
-    computes them for a whole frame: the one private piece of TFDV this module uses (`stats_gen_lib`, TFDV 1.16)."""
-    from tensorflow_data_validation.utils import stats_gen_lib
-    return stats_gen_lib._generate_partial_statistics_from_df(frame, options, generators)
+    computes them for a whole frame: a private step of TFDV, named in one place (`statistics.tfdv_private_steps`)."""
+    from ml_lifecycle.statistics import tfdv_private_steps   # here, not above: statistics imports this module
+    return tfdv_private_steps().partial(frame, options, generators)
 
 def streamed_statistics(chunks: Iterable[pd.DataFrame], *, stage: str, source: str | Path = "batch"
                         ) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -217,14 +217,14 @@ def streamed_statistics(chunks: Iterable[pd.DataFrame], *, stage: str, source: s
     accumulators of TFDV's in-memory generators merged into running ones, the statistics extracted once. A column
     that is whole numbers in a chunk after fractional ones is read as fractional; one with no single type across
     chunks (whole, then fractional; numbers and text) is a `StageError` of `stage` naming `source` and the column."""
-    from tensorflow_data_validation.statistics import stats_impl
-    options = stats_options()
-    generators = stats_impl.get_generators(options, in_memory=True)
+    from ml_lifecycle.statistics import tfdv_private_steps
+    options, private = stats_options(), tfdv_private_steps()
+    generators = private.generators(options, in_memory=True)
     merged, kinds = [g.create_accumulator() for g in generators], {}
     for chunk in chunks:   # the chunk's TFDV copy lives only inside the call: one chunk's memory, not two
         partial = _chunk_accumulators(_one_type(to_tfdv_frame(chunk), kinds, stage, source), options, generators)
         merged = [g.compact(g.merge_accumulators([m, p])) for g, m, p in zip(generators, merged, partial)]
-    return stats_impl.extract_statistics_output(merged, generators)
+    return private.extract(merged, generators)
 
 def _one_type(frame: pd.DataFrame, kinds: dict, stage: str, source: str | Path) -> pd.DataFrame:
     "`frame` with each column of the type earlier chunks gave it (`kinds`, updated), or a `StageError` naming the column."

@@ -24,7 +24,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['SESSION_DEFAULTS', 'BUCKET', 'java_problem', 'spark_home', 'free_port', 'StandaloneCluster', 'cluster_env',
-           'start_cluster', 'standalone_cluster', 'spark_session', 'apply_per_bucket']
+           'start_cluster', 'standalone_cluster', 'spark_session', 'apply_per_bucket', 'spark_statistics']
 
 # %% ../../nbs/00n_spark.ipynb #00n005
 def java_problem() -> str | None:
@@ -172,3 +172,22 @@ def apply_per_bucket(left, right, key: str, buckets: int, function: Callable[[pd
     def call(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
         return function(first.drop(columns=BUCKET), second.drop(columns=BUCKET))
     return bucketed(left).groupBy(BUCKET).cogroup(bucketed(right).groupBy(BUCKET)).applyInPandas(call, schema)
+
+# %% ../../nbs/00n_spark.ipynb #00n016
+def spark_statistics(frame, options=None):
+    """TFDV statistics of the Spark DataFrame `frame`: each partition's partial statistics computed on its executor
+    (`statistics.partial_statistics`), merged on the driver (`statistics.merge_statistics`)."""
+    import pickle
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+    from ml_lifecycle.statistics import merge_statistics, partial_statistics
+    whole = [f.name for f in frame.schema.fields if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.ByteType))]
+    gaps = frame.select([F.max(F.col(c).isNull().cast("int")).alias(c) for c in whole]).first() if whole else {}
+    fractional = [c for c in whole if gaps[c]]   # as pandas reads a whole-number column with a gap: floats
+    columns = frame.columns   # the closure below runs on executors: it holds names, never the DataFrame
+    def per_partition(chunks):
+        rows = [chunk.astype({c: "float64" for c in fractional}) for chunk in chunks]
+        part = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+        yield pd.DataFrame({"partial": [pickle.dumps(partial_statistics(part, options))]})
+    partials = frame.mapInPandas(per_partition, "partial binary").collect()
+    return merge_statistics([pickle.loads(row.partial) for row in partials], options)

@@ -15,7 +15,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from .gate import stats_options, tfdv, to_tfdv_frame
 
 # %% auto #0
-__all__ = ['CHECKED_TFDV', 'PartialStatistics', 'partial_statistics', 'merge_partials', 'merge_statistics',
+__all__ = ['CHECKED_TFDV', 'tfdv_private_steps', 'PartialStatistics', 'partial_statistics', 'merge_partials', 'merge_statistics',
            'statistics_in_chunks']
 
 # %% ../../nbs/00m_statistics.ipynb #00m007
@@ -27,7 +27,7 @@ __all__ = ['CHECKED_TFDV', 'PartialStatistics', 'partial_statistics', 'merge_par
 # docstrings and type hints aside), so one code path serves both. Another TFDV lacking one is an ImportError naming it.
 CHECKED_TFDV = ("1.16.1", "1.21.0")
 
-def _tfdv_private() -> SimpleNamespace:
+def tfdv_private_steps() -> SimpleNamespace:
     """The private TFDV steps `generate_statistics_from_dataframe` is built on (see above), by name:
     `stats_impl.get_generators`, `stats_gen_lib._generate_partial_statistics_from_df` and
     `stats_impl.extract_statistics_output`: the same on TFDV 1.16.1 and 1.21.0."""
@@ -44,7 +44,7 @@ def _tfdv_private() -> SimpleNamespace:
 
 def _generators(options) -> list:
     "TFDV's in-memory statistics generators for `options`, as `generate_statistics_from_dataframe` makes them."
-    return _tfdv_private().generators(options, in_memory=True)
+    return tfdv_private_steps().generators(options, in_memory=True)
 
 # %% ../../nbs/00m_statistics.ipynb #00m010
 @dataclass
@@ -80,7 +80,7 @@ def partial_statistics(frame: pd.DataFrame, options=None) -> PartialStatistics:
     if len(frame) == 0:
         return PartialStatistics([g.create_accumulator() for g in generators], 0, {}, _options_key(options))
     tfdv_frame = to_tfdv_frame(frame)
-    accumulators = _tfdv_private().partial(tfdv_frame, options, generators)
+    accumulators = tfdv_private_steps().partial(tfdv_frame, options, generators)
     allowed = set(options.feature_allowlist or ())   # TFDV leaves the other columns out
     types = {c: t for c, t in _column_types(tfdv_frame).items() if not allowed or c in allowed}
     return PartialStatistics([g.compact(a) for g, a in zip(generators, accumulators)], len(frame), types,
@@ -129,7 +129,7 @@ def merge_statistics(partials: Iterable[PartialStatistics],
     options = options or stats_options()
     merged = merge_partials(partials, options)
     merged.consumed = True   # extracting finalizes its sketches
-    return _tfdv_private().extract(merged.accumulators, _generators(options))
+    return tfdv_private_steps().extract(merged.accumulators, _generators(options))
 
 def statistics_in_chunks(frames: Iterable[pd.DataFrame], options=None) -> statistics_pb2.DatasetFeatureStatisticsList:
     """The TFDV statistics of the table `frames` make up, each frame's partial merged into a running one: the
