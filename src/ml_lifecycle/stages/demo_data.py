@@ -53,7 +53,10 @@ def simulate_customers(n: int, start: pd.Timestamp, end: pd.Timestamp, rng: np.r
                   - 0.015 * (df["age"].to_numpy() - 42)
                   - 0.8 * np.log(df["_rate"].to_numpy() / plan_rate)   # loyal heavy buyers stay longer
                   + rng.normal(0, 0.5, n))                             # what no feature can explain
-    df["_churn_at"] = df["signup_date"] + pd.to_timedelta(rng.exponential(1 / np.exp(log_hazard)), unit="D")
+    # Leaving long after `end` is the same as staying, so the wait is capped a year past `end`: the rare wait of
+    # centuries (10M customers drew one) would overflow the nanosecond timestamps.
+    wait = np.minimum(rng.exponential(1 / np.exp(log_hazard)), (end - df["signup_date"]).dt.days.to_numpy() + 365)
+    df["_churn_at"] = df["signup_date"] + pd.to_timedelta(wait, unit="D")
     return df
 
 # %% ../../../nbs/02_demo_data.ipynb #02c008
