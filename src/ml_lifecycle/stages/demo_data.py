@@ -5,7 +5,10 @@
 # %% ../../../nbs/02_demo_data.ipynb #02c003
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +17,12 @@ import pandas as pd
 from .. import catalog
 from ..core import project_root, resolve
 from ..params import params_contract
-from ..tables import atomic_write, write_table
+from ..tables import atomic_write
 
 # %% auto #0
-__all__ = ['REGIONS', 'CHANNELS', 'PLANS', 'FAULTS', 'PARAMS_SCHEMA', 'simulate_customers', 'seasonality', 'simulate_purchases',
-           'add_data_flaws', 'fault_list', 'inject_faults', 'write_crm_database', 'write_event_log',
-           'generate_demo_sources', 'run']
+__all__ = ['REGIONS', 'CHANNELS', 'PLANS', 'FAULTS', 'BLOCK_CUSTOMERS', 'PARAMS_SCHEMA', 'simulate_customers', 'seasonality',
+           'simulate_purchases', 'add_data_flaws', 'fault_list', 'inject_faults', 'customers_table_writer',
+           'write_crm_database', 'event_log_writer', 'write_event_log', 'demo_blocks', 'generate_demo_sources', 'run']
 
 # %% ../../../nbs/02_demo_data.ipynb #02c005
 REGIONS = {"NO": 0.25, "SO": 0.20, "EA": 0.20, "WE": 0.20, "CE": 0.15}   # region codes
@@ -29,12 +32,13 @@ PLANS = {"basic": 0.6, "plus": 0.3, "premium": 0.1}
 def _choice(rng: np.random.Generator, probs: dict, n: int) -> np.ndarray:
     return rng.choice(list(probs), size=n, p=list(probs.values()))
 
-def simulate_customers(n: int, start: pd.Timestamp, end: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
-    "`n` customers with attributes, a hidden purchase rate and a hidden churn date."
+def simulate_customers(n: int, start: pd.Timestamp, end: pd.Timestamp, rng: np.random.Generator,
+                       first_id: int = 100_000) -> pd.DataFrame:
+    "`n` customers with attributes, a hidden purchase rate and a hidden churn date; ids from `first_id`, shuffled."
     days = (end - start).days
     signup = start - pd.Timedelta(days=365) + pd.to_timedelta(rng.integers(0, days + 365 - 60, n), unit="D")
     df = pd.DataFrame({
-        "customer_id": 100_000 + rng.permutation(n),
+        "customer_id": first_id + rng.permutation(n),
         "signup_date": signup,
         "region": _choice(rng, REGIONS, n),
         "channel": _choice(rng, CHANNELS, n),
@@ -53,7 +57,10 @@ def simulate_customers(n: int, start: pd.Timestamp, end: pd.Timestamp, rng: np.r
                   - 0.015 * (df["age"].to_numpy() - 42)
                   - 0.8 * np.log(df["_rate"].to_numpy() / plan_rate)   # loyal heavy buyers stay longer
                   + rng.normal(0, 0.5, n))                             # what no feature can explain
-    df["_churn_at"] = df["signup_date"] + pd.to_timedelta(rng.exponential(1 / np.exp(log_hazard)), unit="D")
+    # Leaving long after `end` is the same as staying, so the wait is capped a year past `end`: the rare wait of
+    # centuries (10M customers drew one) would overflow the nanosecond timestamps.
+    wait = np.minimum(rng.exponential(1 / np.exp(log_hazard)), (end - df["signup_date"]).dt.days.to_numpy() + 365)
+    df["_churn_at"] = df["signup_date"] + pd.to_timedelta(wait, unit="D")
     return df
 
 # %% ../../../nbs/02_demo_data.ipynb #02c008
@@ -65,8 +72,8 @@ def seasonality(ts: pd.DatetimeIndex | pd.Series) -> np.ndarray:
     return np.minimum(wave + peak, 1.0)
 
 def simulate_purchases(customers: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp,
-                       rng: np.random.Generator) -> pd.DataFrame:
-    "Purchase events of `customers` observed between `start` and `end`."
+                       rng: np.random.Generator, first_event_id: int = 1) -> pd.DataFrame:
+    "Purchase events of `customers` observed between `start` and `end`, numbered from `first_event_id` in time order."
     begin = customers["signup_date"].clip(lower=start)
     stop = customers["_churn_at"].clip(upper=end + pd.Timedelta(days=1))
     span = ((stop - begin).dt.total_seconds() / 86400).clip(lower=0).to_numpy()
@@ -83,7 +90,7 @@ def simulate_purchases(customers: pd.DataFrame, start: pd.Timestamp, end: pd.Tim
     category = rng.choice([f"C{i:02d}" for i in range(1, 13)], size=len(who))
     order = np.lexsort((customer_id, ts.astype("int64")))   # by time, then customer; stable (numpy: 10x pandas)
     return pd.DataFrame({
-        "event_id": np.arange(1, len(order) + 1),
+        "event_id": np.arange(first_event_id, first_event_id + len(order)),
         "customer_id": customer_id[order],
         "timestamp": pd.to_datetime(ts[order]),
         "amount": amount[order],
@@ -142,50 +149,125 @@ def inject_faults(customers: pd.DataFrame, events: pd.DataFrame, faults: list[st
     return customers, events
 
 # %% ../../../nbs/02_demo_data.ipynb #02c017
+@contextmanager
+def customers_table_writer(path: Path) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """A function that appends the public columns of customers to the `customers` table of the SQLite file at `path`,
+    one transaction per call; the first call replaces the table."""
+    from sqlalchemy import create_engine
+    engine = create_engine(f"sqlite:///{path}")
+    parts = 0
+    def append(customers: pd.DataFrame) -> None:
+        nonlocal parts
+        public = customers.loc[:, ~customers.columns.str.startswith("_")].copy()
+        dates = public["signup_date"].to_numpy()
+        public["signup_date"] = np.datetime_as_string(dates, unit="D")   # strftime, 10x faster
+        with engine.begin() as conn:
+            public.to_sql("customers", conn, index=False, if_exists="append" if parts else "replace")
+        parts += 1
+    try:
+        yield append
+    finally:
+        engine.dispose()
+
 def write_crm_database(customers: pd.DataFrame, path: Path) -> Path:
     "Write the public customer columns to the `customers` table of a new SQLite file at `path`."
-    from sqlalchemy import create_engine
-    public = customers.loc[:, ~customers.columns.str.startswith("_")].copy()
-    public["signup_date"] = np.datetime_as_string(public["signup_date"].to_numpy(), unit="D")   # strftime, 10x faster
     def write(tmp: Path):
-        engine = create_engine(f"sqlite:///{tmp}")
-        with engine.begin() as conn:
-            public.to_sql("customers", conn, index=False, if_exists="replace")
-        engine.dispose()
+        with customers_table_writer(tmp) as append:
+            append(customers)
     return atomic_write(path, write)
+
+@contextmanager
+def event_log_writer(folder: Path) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """A function that appends events to one Parquet file per calendar month in `folder`, a row group per call and
+    month, rows in the order given. The files replace the folder's earlier `events-*.parquet` when the block ends
+    without error; after an error the earlier files stay and the new ones are removed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, tuple[Path, pq.ParquetWriter]] = {}   # month file name: its temporary file and open writer
+    def append(events: pd.DataFrame) -> None:
+        month = events["timestamp"].to_numpy().astype("datetime64[M]")   # vectorised: no strftime of every row
+        rows = np.flatnonzero(~np.isnat(month))
+        rows = rows[np.argsort(month[rows], kind="stable")]   # a month's rows in their order, as a groupby gives them
+        keys, starts = np.unique(month[rows], return_index=True)
+        for key, a, b in zip(keys, starts, [*starts[1:], len(rows)]):
+            name = f"events-{np.datetime_as_string(key, unit='M')}.parquet"
+            if name in files:   # a later part: the columns as the file's first part set them
+                files[name][1].write_table(pa.Table.from_pandas(events.iloc[rows[a:b]], schema=files[name][1].schema,
+                                                                preserve_index=False))
+                continue
+            table = pa.Table.from_pandas(events.iloc[rows[a:b]], preserve_index=False)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+            os.close(fd)
+            files[name] = (Path(tmp), pq.ParquetWriter(tmp, table.schema))
+            files[name][1].write_table(table)
+    try:
+        yield append
+        for _, writer in files.values():
+            writer.close()
+        for old in folder.glob("events-*.parquet"):
+            if old.name not in files:
+                old.unlink()
+        for name, (tmp, _) in files.items():
+            os.replace(tmp, folder / name)
+    finally:
+        for tmp, writer in files.values():
+            writer.close()
+            tmp.unlink(missing_ok=True)
 
 def write_event_log(events: pd.DataFrame, folder: Path) -> list[Path]:
     "Write `events` as one Parquet file per calendar month into `folder`, replacing earlier files."
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("events-*.parquet"):
-        old.unlink()
-    month = events["timestamp"].to_numpy().astype("datetime64[M]")   # vectorised: no strftime of every row
-    rows = np.flatnonzero(~np.isnat(month))
-    rows = rows[np.argsort(month[rows], kind="stable")]   # a month's rows in their order, as a groupby gives them
-    keys, starts = np.unique(month[rows], return_index=True)
-    ends = [*starts[1:], len(rows)]
-    return [write_table(events.iloc[rows[a:b]], folder / f"events-{np.datetime_as_string(key, unit='M')}.parquet")
-            for key, a, b in zip(keys, starts, ends)]
+    with event_log_writer(folder) as append:
+        append(events)
+    return sorted(folder.glob("events-*.parquet"))
 
 # %% ../../../nbs/02_demo_data.ipynb #02c020
+BLOCK_CUSTOMERS = 1_000_000   # customers simulated and written at a time: at most 3.5 GB, 30 s a block
+
+def demo_blocks(n_customers: int, start: pd.Timestamp, end: pd.Timestamp, seed: int, faults: list[str],
+                block_customers: int = BLOCK_CUSTOMERS) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The simulated sources as (customers, events), one block of at most `block_customers` customers at a time.
+    Up to one block, everything is drawn from the seed's generator (and the faults from `[seed, 1]`), as before
+    blocks existed. Above, block `b` draws from its own generator `[seed, 2, b]` (its faults from `[seed, 3, b]`), so
+    the data depend on the size, period, seed and faults only. Customer ids are shuffled within a block and offset by
+    its first customer; event ids continue from the block before; flaws and faults apply within each block."""
+    single = n_customers <= block_customers
+    next_event_id = 1
+    for block, first in enumerate(range(0, n_customers, block_customers)):
+        rng = np.random.default_rng(seed if single else [seed, 2, block])
+        fault_rng = np.random.default_rng([seed, 1] if single else [seed, 3, block])
+        customers = simulate_customers(min(block_customers, n_customers - first), start, end, rng, 100_000 + first)
+        events = simulate_purchases(customers, start, end, rng, next_event_id)
+        next_event_id += len(events)
+        customers, events = add_data_flaws(customers, events, rng)
+        customers, events = inject_faults(customers, events, faults, fault_rng)
+        yield customers, events
+        del customers, events   # before the next block is drawn
+
 def generate_demo_sources(n_customers: int, start_date: str, end_date: str, seed: int, fault: str | list[str] = "none",
-                          root: Path | None = None) -> dict:
-    "Simulate the example business, break it as `fault` says, and write its sources under `data/external/`."
+                          root: Path | None = None, block_customers: int = BLOCK_CUSTOMERS) -> dict:
+    """Simulate the example business, break it as `fault` says, and write its sources under `data/external/`,
+    `block_customers` customers at a time."""
     faults = fault_list(fault)
-    rng = np.random.default_rng(seed)
     start, end = pd.Timestamp(start_date), pd.Timestamp(end_date)
-    customers = simulate_customers(n_customers, start, end, rng)
-    events = simulate_purchases(customers, start, end, rng)
-    customers, events = add_data_flaws(customers, events, rng)
-    customers, events = inject_faults(customers, events, faults, np.random.default_rng([seed, 1]))
-    write_crm_database(customers, resolve(catalog.CRM_DATABASE, root))
-    write_event_log(events, resolve(catalog.EVENT_LOG, root))
-    return {"customers": len(customers), "events": len(events), "faults": faults,
-            "churned_by_end": float((customers["_churn_at"] <= end).mean())}
+    written = {"customers": 0, "events": 0, "churned": 0}
+    def write(database: Path):
+        with customers_table_writer(database) as append_customers, \
+             event_log_writer(resolve(catalog.EVENT_LOG, root)) as append_events:
+            for customers, events in demo_blocks(n_customers, start, end, seed, faults, block_customers):
+                append_customers(customers)
+                append_events(events)
+                written["customers"] += len(customers)
+                written["events"] += len(events)
+                written["churned"] += int((customers["_churn_at"] <= end).sum())
+                del customers, events   # before the next block is drawn
+    atomic_write(resolve(catalog.CRM_DATABASE, root), write)
+    return {"customers": written["customers"], "events": written["events"], "faults": faults,
+            "churned_by_end": written["churned"] / written["customers"]}
 
 # %% ../../../nbs/02_demo_data.ipynb #02c022
 PARAMS_SCHEMA = params_contract("demo_data", {
-    "n_customers": {"type": "integer", "minimum": 100, "maximum": 5_000_000},
+    "n_customers": {"type": "integer", "minimum": 100, "maximum": 10_000_000},
     "start_date": {"type": "string", "format": "date"},
     "end_date": {"type": "string", "format": "date"},
     "seed": {"type": "integer", "minimum": 0},
