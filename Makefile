@@ -42,6 +42,7 @@ help:
 	@echo "             seconds and peak memory per stage at each of SIZES"
 	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at each of SIZES"
 	@echo "make bench-score  scoring time and memory on 1M rows (needs a finished make repro)"
+	@echo "make bench-spark  the Spark engine's fixed costs: cluster start, TensorFlow in the executors, 1 vs 2 workers"
 
 env: $(STAMP)
 
@@ -110,7 +111,7 @@ dvc-yaml: $(STAMP)
 # `make bench SIZES=20000`; 1M customers takes the longest.
 SIZES ?= 20000 200000 1000000
 
-bench: bench-pipeline bench-validate bench-score
+bench: bench-pipeline bench-validate bench-score bench-spark
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python tools/bench_pipeline.py --sizes $(SIZES)
@@ -124,6 +125,10 @@ schema: $(STAMP)
 
 bench-validate: $(STAMP)
 	$(BIN)/python tools/bench_validate.py $(SIZES)
+
+# The Spark engine's fixed costs: cluster start, TensorFlow's import in the executors, 1 against 2 workers.
+bench-spark: $(STAMP)
+	$(BIN)/python tools/bench_spark.py
 
 # pre-commit hooks (.pre-commit-config.yaml) and nbdev's cell-by-cell notebook merge and diff drivers, which
 # .gitattributes assigns to *.ipynb. Git runs drivers from the top of the work tree, so the relative path works.

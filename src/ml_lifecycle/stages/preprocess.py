@@ -45,7 +45,7 @@ def columns_page(units: str | None, decisions: list[dict], events: str | None = 
                  f"## Units: one per id of the event table `{events}` (`preprocess.units: null`)\n\nEach starts at its "
                  "first event; every feature is computed from the events before each cutoff.")
     event_part = (f"## Event table: {events}\n\nThe columns `preprocess.event_history` names, and how they were read; "
-                  f"the features use these three.\n\n{columns_report(list(event_decisions))}") if events else ""
+                  f"the features are computed from them.\n\n{columns_report(list(event_decisions))}") if events else ""
     return intro, unit_part, event_part
 
 def clean_units(raw: pd.DataFrame, id_column: str | None, categorical: list[str], missing_category: str,
