@@ -10,12 +10,14 @@
 """
 import argparse
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ml_lifecycle.spark import apply_per_bucket, java_problem, spark_session, spark_statistics, standalone_cluster
+from ml_lifecycle.spark import apply_per_bucket, java_problem, spark_session, spark_statistics, start_cluster
 from ml_lifecycle.stages.features import behaviour_features
 
 
@@ -50,12 +52,15 @@ def main():
         events = events.sort_values(["timestamp", "customer_id", "amount"], kind="stable")
         return behaviour_features(events, snaps, "customer_id", [30, 90]).astype({c: "float64" for c in names[2:]})
     print(f"Spark fixed costs, 2 workers of 1 core and 3 GB on loopback; {customers:,} customers, {len(log):,} events")
-    cluster = timed("cluster start (master and 2 workers ALIVE)", lambda: standalone_cluster(2, 1, "3g").__enter__())
+    folder = Path(tempfile.mkdtemp(prefix="bench-spark-"))   # the cluster reads files, as a stage reads data/raw
+    log.to_parquet(folder / "events.parquet", index=False)
+    snapshots.to_parquet(folder / "snapshots.parquet", index=False)
+    cluster = timed("cluster start (master and 2 workers ALIVE)", lambda: start_cluster(2, 1, "3g"))
     try:
         for cores in (1, 2):
             spark = timed(f"session start, spark.cores.max={cores}",
                           lambda: spark_session(cluster.master_url, {"spark.cores.max": cores, "spark.executor.memory": "2g"}))
-            events, snaps = spark.createDataFrame(log), spark.createDataFrame(snapshots)
+            events, snaps = (spark.read.parquet(str(folder / name)) for name in ("events.parquet", "snapshots.parquet"))
             if cores == 2:
                 table = events.drop("timestamp").repartition(8).cache()
                 table.count()
