@@ -55,11 +55,16 @@ def test_missing_required_column(tiny_copy):
 
 
 def test_missing_column_in_event_files(tiny_copy):
+    """The event files lack the amount: the check sees it in the source files, before gather copies them, and names
+    the parameter that names the column."""
     (tiny_copy / "sources").mkdir()
     for f in (tiny_copy / "data/external/events").glob("*.parquet"):
         pd.read_parquet(f).drop(columns="amount").to_parquet(tiny_copy / "sources" / f.name, index=False)
     set_params(tiny_copy, {("gather", "events", "path"): "sources/*.parquet"})
-    fails(tiny_copy, "gather", "events source", "field 'amount'")
+    fails(tiny_copy, "preprocess", "events table", "field 'preprocess.event_history.amount_column'",
+          "'amount' is not a column of the event table")
+    assert not (tiny_copy / "data/raw/events.parquet").stat().st_mtime > (tiny_copy / "dvc.lock").stat().st_mtime, \
+        "refused before gather copied anything"
 
 
 def test_empty_dataset(tiny_copy):
