@@ -36,14 +36,14 @@ sio = lazy_import("skops.io")
 
 # %% auto #0
 __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_preprocessing', 'sio', 'TASKS', 'TASK_METRICS',
-           'METRICS', 'LOWER_IS_BETTER', 'PROBLEM_SCHEMA', 'MAX_CLASSES', 'FEW_CODES', 'MANY_VALUES', 'CANDIDATES',
-           'SCORING', 'TASK_SCORING', 'TIME_BLOCKS', 'TRUSTED_TYPES', 'Problem', 'infer_task', 'known_task',
-           'resolved_problem', 'decision_profit', 'profit_curve', 'cost_optimal_threshold', 'naive_profits',
-           'make_preprocessor', 'model_family', 'make_model', 'make_pipeline', 'ClassScorer', 'task_scoring',
-           'scorer_sign', 'model_columns', 'stratification_labels', 'QuantileGroupKFold', 'grouped_folds',
-           'grouped_sample', 'fold_groups', 'task_metrics', 'naive_baseline', 'canonical_archive', 'save_model',
-           'load_model', 'digest_file', 'write_model_digest', 'verify_model', 'assemble_model', 'model_parts',
-           'model_task', 'decide']
+           'METRICS', 'LOWER_IS_BETTER', 'EVENT_LABELS', 'PROBLEM_SCHEMA', 'MAX_CLASSES', 'FEW_CODES', 'MANY_VALUES',
+           'CANDIDATES', 'SCORING', 'TASK_SCORING', 'TIME_BLOCKS', 'TRUSTED_TYPES', 'event_label', 'Problem',
+           'infer_task', 'known_task', 'resolved_problem', 'decision_profit', 'profit_curve', 'cost_optimal_threshold',
+           'naive_profits', 'make_preprocessor', 'model_family', 'make_model', 'make_pipeline', 'ClassScorer',
+           'task_scoring', 'scorer_sign', 'model_columns', 'stratification_labels', 'QuantileGroupKFold',
+           'grouped_folds', 'grouped_sample', 'fold_groups', 'task_metrics', 'naive_baseline', 'canonical_archive',
+           'save_model', 'load_model', 'digest_file', 'write_model_digest', 'verify_model', 'assemble_model',
+           'model_parts', 'model_task', 'decide']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 TASKS = ("binary", "multiclass", "regression")
@@ -54,6 +54,18 @@ TASK_METRICS = {   # the metrics each kind reports; `problem.primary_metric` is 
 }
 METRICS = tuple(m for metrics in TASK_METRICS.values() for m in metrics)
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae", "mape"})
+EVENT_LABELS = {     # preprocess.event_history.label: the kind of problem each label derived from the events makes
+    "churn": ("binary", "a unit churns or not: 1/0"),
+    "spend": ("regression", "the amount a unit spends after the cutoff: a number"),
+}
+
+def event_label(history: Mapping, stage: str = "problem") -> str:
+    "Which label an event history derives (`preprocess.event_history.label`; absent: churn)."
+    label = history.get("label") or "churn"
+    if label not in EVENT_LABELS:
+        raise StageError(stage, "params.yaml", "preprocess.event_history.label",
+                         f"'{label}' is not a label derived from events: choose one of {list(EVENT_LABELS)}")
+    return label
 
 PROBLEM_SCHEMA = {
     "type": "object",

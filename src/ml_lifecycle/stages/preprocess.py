@@ -18,17 +18,17 @@ from ..core import StageError, project_root, resolve
 from ..params import params_contract
 from ..tables import read_table, require_columns, require_rows, write_json, write_table
 from ..project import visible_columns, visible_values
-from ..modelling import Problem, resolved_problem, stratification_labels
+from ..modelling import EVENT_LABELS, Problem, event_label, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
 
 # %% auto #0
-__all__ = ['EVENT_NAMES', 'QUANTITY', 'EVENT_LABEL_TASKS', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA',
-           'columns_report', 'columns_page', 'clean_units', 'event_columns', 'event_fields', 'require_event_columns',
-           'type_events', 'units_from_events', 'amount_cap', 'clean_events', 'snapshot_cutoffs', 'require_event_span',
-           'event_label', 'signed_up', 'label_snapshots', 'serving_snapshot', 'label_token', 'known_labels',
-           'positive_classes', 'is_positive', 'require_positive_class', 'class_labels', 'number_labels',
-           'label_from_column', 'require_both_splits', 'split_table', 'date_columns', 'labels_from_events', 'no_events',
-           'labels_from_column', 'split_report', 'check_event_log', 'check_inputs', 'run']
+__all__ = ['EVENT_NAMES', 'QUANTITY', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'columns_page',
+           'clean_units', 'event_columns', 'event_fields', 'require_event_columns', 'type_events', 'units_from_events',
+           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'require_event_span', 'signed_up', 'label_snapshots',
+           'serving_snapshot', 'label_token', 'known_labels', 'positive_classes', 'is_positive',
+           'require_positive_class', 'class_labels', 'number_labels', 'label_from_column', 'require_both_splits',
+           'split_table', 'date_columns', 'labels_from_events', 'no_events', 'labels_from_column', 'split_report',
+           'check_event_log', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
 def columns_report(decisions: list[dict]) -> str:
@@ -208,11 +208,6 @@ def require_event_span(first: pd.Timestamp, last: pd.Timestamp, cutoff: pd.Times
                          f"{span}: the serving date must lie after {first:%Y-%m-%d} and on or before "
                          f"{last + day:%Y-%m-%d}, the day after the log ends (it is {serving_as_of:%Y-%m-%d})")
 
-EVENT_LABEL_TASKS = {"churn": "binary", "spend": "regression"}   # preprocess.event_history.label: its kind of problem
-
-def event_label(history: Mapping) -> str:
-    "The label an event history derives: `preprocess.event_history.label`, churn when absent."
-    return history.get("label") or "churn"
 
 def signed_up(customers: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
     "Which customers had signed up before `when`: all of them when the unit table has no signup date."
@@ -418,7 +413,7 @@ def labels_from_events(units: pd.DataFrame | None, units_table: str, events: pd.
     require_event_span(events["timestamp"].min(), events["timestamp"].max(), problem.cutoff_date, problem.horizon_days,
                        history["train_snapshots"], serving_as_of, f"{catalog.RAW}/{history['table']}.parquet", stage)
     snapshots = label_snapshots(units, events, snapshot_cutoffs(problem, history["train_snapshots"]), problem, stage,
-                                event_label(history))
+                                event_label(history, stage))
     serving = serving_snapshot(units, events, serving_as_of, problem)
     return units, events, snapshots, serving, report
 
@@ -458,7 +453,7 @@ PARAMS_SCHEMA = params_contract("preprocess", {
                        "amount_cap_quantile": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1},
                        "train_snapshots": {"type": "integer", "minimum": 1, "maximum": 24},
                        "serving_as_of": {"type": "string", "format": "date"},
-                       "label": {"enum": list(EVENT_LABEL_TASKS)}}},   # absent: churn
+                       "label": {"enum": list(EVENT_LABELS)}}},   # absent: churn
     "timestamp_column": {"type": ["string", "null"]},
     "test_size": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
     "drop_columns": {"type": "array", "items": {"type": "string"}},
@@ -537,10 +532,10 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     root = project_root() if root is None else Path(root)
     problem = resolved_problem(params["problem"], root, "preprocess")   # of the kind the problem stage decided
     settings, history = params["preprocess"], params["preprocess"]["event_history"]
-    expected = EVENT_LABEL_TASKS.get(event_label(history)) if history else None
+    expected = EVENT_LABELS[event_label(history, "preprocess")][0] if history else None
     if history and problem.task != expected:
         raise StageError("preprocess", "params.yaml", "problem.task",
-                         f"'{problem.task}' with an event history whose label is {event_label(history)} "
+                         f"'{problem.task}' with an event history whose label is {event_label(history, 'preprocess')} "
                          f"(preprocess.event_history.label): that label is {expected} (rerun the problem stage)")
     id_column, units_name = unit_id(problem.id_column), settings["units"]
     units_table = catalog.raw_table(units_name) if units_name else None

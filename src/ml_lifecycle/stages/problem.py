@@ -15,19 +15,15 @@ from ..cleaning import as_text, text_as_numbers
 from ..core import StageError, project_root, resolve
 from ..reporting import markdown_page, markdown_table
 from ..tables import read_table, write_json, write_text
-from ..modelling import PROBLEM_SCHEMA, Problem, infer_task
+from ..modelling import EVENT_LABELS, PROBLEM_SCHEMA, Problem, event_label, infer_task
 from ..project import visible_values
 
 # %% auto #0
-__all__ = ['SHOWN_CLASSES', 'EVENT_LABELS', 'PARAMS_SCHEMA', 'label_as_read', 'event_label', 'problem_kind', 'label_classes',
-           'label_text', 'problem_card', 'check_inputs', 'run']
+__all__ = ['SHOWN_CLASSES', 'PARAMS_SCHEMA', 'label_as_read', 'problem_kind', 'label_classes', 'label_text', 'problem_card',
+           'check_inputs', 'run']
 
 # %% ../../../nbs/01_problem.ipynb #01c003b
 SHOWN_CLASSES = 10   # a multiclass label with at most this many classes has them listed on the card
-EVENT_LABELS = {     # preprocess.event_history.label: the kind of problem each label derived from the events makes
-    "churn": ("binary", "a unit churns or not: 1/0"),
-    "spend": ("regression", "the amount a unit spends after the cutoff: a number"),
-}
 
 def label_as_read(values: pd.Series) -> pd.Series:
     "A label's values as the cleaning rules read them: numbers stored as text as numbers, other text trimmed."
@@ -35,14 +31,6 @@ def label_as_read(values: pd.Series) -> pd.Series:
         return values
     numbers = text_as_numbers(values)
     return numbers if numbers is not None else as_text(values).astype(object)
-
-def event_label(history: Mapping, stage: str = "problem") -> str:
-    "Which label an event history derives (`preprocess.event_history.label`; absent: churn)."
-    label = history.get("label") or "churn"
-    if label not in EVENT_LABELS:
-        raise StageError(stage, "params.yaml", "preprocess.event_history.label",
-                         f"'{label}' is not a label derived from events: choose one of {list(EVENT_LABELS)}")
-    return label
 
 def problem_kind(task: str, history: Mapping | None, values: pd.Series | None, source: str = "params.yaml",
                  stage: str = "problem") -> tuple[str, str]:
