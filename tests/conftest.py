@@ -95,3 +95,17 @@ def tiny_copy(tiny_project, tmp_path):
     dest = tmp_path / "project"
     shutil.copytree(tiny_project, dest, symlinks=True)
     return dest
+
+
+SPARK_CONF = {"spark.executor.memory": "768m", "spark.cores.max": "2"}   # an application's share of the test cluster
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory):
+    """A real standalone Spark cluster on loopback, a master and two workers (one core, 1 GB each), shared by every
+    test that asks for it and stopped by PID at the end; skipped, naming the reason, where Java is absent."""
+    from ml_lifecycle.spark import java_problem, standalone_cluster
+    if java_problem() is not None:
+        pytest.skip(f"no Spark cluster here: {java_problem()}")
+    with standalone_cluster(workers=2, cores=1, memory="1g", log_dir=tmp_path_factory.mktemp("spark")) as running:
+        yield running

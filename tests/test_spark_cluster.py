@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SPARK_CONF
 from ml_lifecycle.spark import apply_per_bucket, java_problem, spark_session, spark_statistics, standalone_cluster
 from ml_lifecycle.stages.features import behaviour_features
 
@@ -14,14 +15,13 @@ pytestmark = pytest.mark.skipif(java_problem() is not None, reason=f"no Spark cl
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with standalone_cluster(workers=2, cores=1, memory="1g", log_dir=tmp_path_factory.mktemp("spark")) as running:
-        yield running
+def cluster(spark_cluster):
+    return spark_cluster
 
 
 @pytest.fixture(scope="module")
 def spark(cluster):
-    session = spark_session(cluster.master_url, {"spark.executor.memory": "768m", "spark.cores.max": "2"})
+    session = spark_session(cluster.master_url, SPARK_CONF)
     yield session
     session.stop()
 

@@ -87,15 +87,15 @@ def executed_notebook(notebook_name: str) -> str:
 PIPELINE = {   # dvc.yaml is generated from this and the stage modules' imports: `make dvc-yaml`
     CHECK_STAGE: {"params": [], "reads": ["params.yaml"], "writes": [CHECK_RECORD]},
     "demo_data": {"params": ["demo_data"], "reads": [CHECK_RECORD], "writes": [CRM_DATABASE, EVENT_LOG]},
-    "gather": {"params": ["gather"], "reads": [CHECK_RECORD, EXTERNAL], "writes": [RAW, GATHER_SUMMARY]},
+    "gather": {"params": ["gather", "engine", "spark"], "reads": [CHECK_RECORD, EXTERNAL], "writes": [RAW, GATHER_SUMMARY]},
     "problem": {"params": ["problem", "preprocess.units", "preprocess.event_history"], "reads": [CHECK_RECORD, RAW],
                 "writes": [PROBLEM_CARD, PROBLEM_JSON]},   # after gather: the label's values decide the kind of problem
-    "validate": {"params": ["validate"], "reads": [CHECK_RECORD, RAW, SCHEMA],
+    "validate": {"params": ["validate", "engine", "spark"], "reads": [CHECK_RECORD, RAW, SCHEMA],
                  "writes": [VALIDATION, REFERENCE, VALIDATION_HTML, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
                             VALIDATION_SUMMARY, DRIFT]},
-    "preprocess": {"params": ["problem", "preprocess", "features.categorical"], "reads": [CHECK_RECORD, PROBLEM_JSON, RAW, VALIDATION],
+    "preprocess": {"params": ["problem", "preprocess", "features.categorical", "engine", "spark"], "reads": [CHECK_RECORD, PROBLEM_JSON, RAW, VALIDATION],
                    "writes": [UNITS, EVENTS, SNAPSHOTS, SERVING_SNAPSHOT, CLEANING, COLUMNS_REPORT, PREPROCESS_REPORT]},
-    "features": {"params": ["problem", "features"], "reads": [CHECK_RECORD, PROBLEM_JSON, INTERIM],
+    "features": {"params": ["problem", "features", "engine", "spark"], "reads": [CHECK_RECORD, PROBLEM_JSON, INTERIM],
                  "writes": [TRAIN, TEST, SERVING, FEATURE_SPEC, LEAKAGE_REPORT]},
     "select": {"params": ["problem", "select"], "reads": [CHECK_RECORD, PROBLEM_JSON, TRAIN, FEATURE_SPEC],
                "writes": [CHOICE, SELECTION_REPORT, SEARCH_RESULTS, SELECTION_JSON]},
@@ -103,7 +103,7 @@ PIPELINE = {   # dvc.yaml is generated from this and the stage modules' imports:
               "writes": [MODEL, MODEL_DIGEST, THRESHOLD]},
     "evaluate": {"params": ["problem", "evaluate"], "reads": [CHECK_RECORD, PROBLEM_JSON, FEATURES, MODEL, MODEL_DIGEST, THRESHOLD],
                  "writes": [MODEL_CARD, SEGMENTS_REPORT, *map(plot_file, PLOT_NAMES), METRICS, SEGMENTS_JSON]},
-    "score": {"params": ["problem", "score", "validate.unseen_levels"],
+    "score": {"params": ["problem", "score", "validate.unseen_levels", "engine", "spark"],
               "reads": [CHECK_RECORD, PROBLEM_JSON, SCHEMA, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
 }

@@ -20,11 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from .core import StageError
+
 # %% auto #0
-__all__ = ['SESSION_DEFAULTS', 'BUCKET', 'java_problem', 'spark_home', 'free_port', 'StandaloneCluster', 'cluster_env',
-           'start_cluster', 'standalone_cluster', 'spark_session', 'apply_per_bucket', 'spark_statistics']
+__all__ = ['SESSION_DEFAULTS', 'ENGINES', 'ENGINE_SCHEMA', 'BUCKET', 'ORDER', 'java_problem', 'spark_home', 'free_port',
+           'StandaloneCluster', 'cluster_env', 'start_cluster', 'standalone_cluster', 'spark_session', 'with_engine',
+           'data_engine', 'spark_for', 'check_engine', 'apply_per_bucket', 'bucket_of', 'bucket_path', 'write_bucket',
+           'fresh_folder', 'run_per_bucket', 'per_bucket_of_files', 'spark_statistics']
 
 # %% ../../nbs/00n_spark.ipynb #00n005
 def java_problem() -> str | None:
@@ -158,6 +163,45 @@ def spark_session(master: str = "local[2]", conf: Mapping | None = None, app: st
         builder = builder.config(key, str(value))
     return builder.getOrCreate()
 
+# %% ../../nbs/00n_spark.ipynb #00n021
+ENGINES = ("pandas", "spark")
+ENGINE_SCHEMA = {"type": "object", "properties": {
+    "engine": {"enum": list(ENGINES)},
+    "spark": {"type": "object", "required": ["master", "buckets"], "additionalProperties": False, "properties": {
+        "master": {"type": "string", "minLength": 1},
+        "buckets": {"type": "integer", "minimum": 1, "maximum": 100_000},
+        "conf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}}}}}
+
+def with_engine(contract: Mapping) -> dict:
+    "A stage's params contract, and the engine switch's beside it."
+    return {"allOf": [dict(contract), ENGINE_SCHEMA]}
+
+def data_engine(params: Mapping) -> str:
+    "The engine the data stages run on: `engine` in params.yaml (pandas when absent)."
+    return params.get("engine") or "pandas"
+
+@contextmanager
+def spark_for(params: Mapping, app: str = "ml-lifecycle"):
+    "A Spark session on the master params.yaml names (`spark.master`, `spark.conf`), stopped after the `with` block."
+    settings = params["spark"]
+    conf = settings.get("conf")
+    spark = spark_session(settings["master"], conf.to_dict() if hasattr(conf, "to_dict") else conf, app)
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+def check_engine(params: Mapping, stage: str) -> None:
+    "Raise a `StageError` when params.yaml asks for Spark and it cannot run: no `spark:` section, or no Java here."
+    if data_engine(params) != "spark":
+        return
+    if "spark" not in params:
+        raise StageError(stage, "params.yaml", "spark", "engine: spark needs a spark: section with its master and "
+                                                        "buckets (see the README, Beyond one machine)")
+    problem = java_problem()
+    if problem:
+        raise StageError(stage, "params.yaml", "engine", f"engine: spark cannot run here: {problem}; or set engine: pandas")
+
 # %% ../../nbs/00n_spark.ipynb #00n012
 BUCKET = "_bucket"
 
@@ -172,6 +216,87 @@ def apply_per_bucket(left, right, key: str, buckets: int, function: Callable[[pd
     def call(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
         return function(first.drop(columns=BUCKET), second.drop(columns=BUCKET))
     return bucketed(left).groupBy(BUCKET).cogroup(bucketed(right).groupBy(BUCKET)).applyInPandas(call, schema)
+
+# %% ../../nbs/00n_spark.ipynb #00n024
+ORDER = "_order"   # a row's place in its source files: (file number << 40) + its row in the file
+
+def bucket_of(ids: pd.Series, buckets: int) -> np.ndarray:
+    "Each id's bucket, 0 to `buckets` - 1: a hash of its value, the same on every machine, run and engine."
+    return (pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(buckets)).astype("int64")
+
+def bucket_path(folder: str | Path, bucket: int) -> Path:
+    return Path(folder) / f"part-{bucket:05d}.parquet"
+
+def write_bucket(df: pd.DataFrame, folder: str | Path, bucket: int, schema=None) -> Path:
+    "One bucket's rows as one Parquet file (pyarrow; the same rows give the same bytes), renamed into place when whole."
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ml_lifecycle.tables import atomic_write
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    return atomic_write(bucket_path(folder, bucket), lambda tmp: pq.write_table(table, tmp))
+
+def fresh_folder(path: str | Path) -> Path:
+    "An empty folder at `path` for a table's bucket files (a file or folder there before, from another run, goes)."
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    path.mkdir(parents=True)
+    return path
+
+def run_per_bucket(spark, buckets: int, task: Callable[[int], dict]) -> list[dict]:
+    "`task(bucket)` for every bucket, one Spark task each on the executors; their results in bucket order."
+    return spark.sparkContext.parallelize(range(buckets), buckets).map(task).collect()
+
+def _arrow_bytes(df: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+def _from_arrow(blob: bytes) -> pd.DataFrame:
+    import pyarrow as pa
+    return pa.ipc.open_stream(blob).read_all().to_pandas()
+
+def per_bucket_of_files(spark, files: list[str | Path], key: str, buckets: int,
+                        task: Callable[[int, pd.DataFrame], dict]) -> list[dict]:
+    """`task(bucket, rows)` for each bucket of `key` over the rows of the Parquet `files`, on the executors, each
+    bucket's rows in the files' order (with their place in `ORDER`); the results in bucket order. A bucket without
+    rows gets its call too, with no rows, so that every bucket's outputs exist."""
+    import pyarrow.parquet as pq
+    files = [str(f) for f in files]
+    pieces = []   # (file number, file, row group, its first row): the driver reads footers only
+    for number, file in enumerate(files):
+        meta, first = pq.ParquetFile(file).metadata, 0
+        for group in range(meta.num_row_groups):
+            pieces.append((number, file, group, first))
+            first += meta.row_group(group).num_rows
+    empty = pq.ParquetFile(files[0]).schema_arrow.empty_table().to_pandas()
+
+    def split(chunks):
+        for chunk in chunks:
+            for number, file, group, first in chunk.itertuples(index=False):
+                rows = pq.ParquetFile(file).read_row_group(group).to_pandas()
+                rows[ORDER] = (np.int64(number) << 40) + first + np.arange(len(rows), dtype="int64")
+                for bucket, part in rows.groupby(bucket_of(rows[key], buckets), sort=True):
+                    yield pd.DataFrame({"bucket": [int(bucket)], "first": [int(part[ORDER].iloc[0])],
+                                        "rows": [_arrow_bytes(part)]})
+
+    def call(rows: pd.DataFrame) -> pd.DataFrame:
+        parts = [_from_arrow(b) for b in rows.sort_values("first")["rows"]]
+        bucket = int(rows["bucket"].iloc[0])
+        return pd.DataFrame({"bucket": [bucket], "result": [json.dumps(task(bucket, pd.concat(parts, ignore_index=True)))]})
+
+    frame = spark.createDataFrame(pd.DataFrame(pieces, columns=["number", "file", "group", "first"]))
+    shuffled = frame.repartition(len(pieces)).mapInPandas(split, "bucket long, first long, rows binary")
+    found = {r.bucket: json.loads(r.result) for r in
+             shuffled.groupBy("bucket").applyInPandas(call, "bucket long, result string").collect()}
+    for bucket in sorted(set(range(buckets)) - set(found)):   # no rows: called here, on the driver
+        found[bucket] = task(bucket, empty.assign(**{ORDER: pd.Series(dtype="int64")}))
+    return [found[b] for b in range(buckets)]
 
 # %% ../../nbs/00n_spark.ipynb #00n016
 def spark_statistics(frame, options=None):

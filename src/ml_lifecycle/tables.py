@@ -18,7 +18,7 @@ from .core import StageError
 
 # %% auto #0
 __all__ = ['TABLE_FORMATS', 'LEADING_ZERO', 'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text',
-           'table_columns', 'csv_codes', 'read_table', 'iter_table', 'require_columns', 'require_rows']
+           'parquet_parts', 'table_columns', 'csv_codes', 'read_table', 'iter_table', 'require_columns', 'require_rows']
 
 # %% ../../nbs/00h_tables.ipynb #00h018
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -61,9 +61,17 @@ def write_text(text: str, path: str | Path) -> Path:
 
 TABLE_FORMATS = (".parquet", ".csv")
 
+def parquet_parts(path: str | Path) -> list[Path]:
+    """The Parquet files of a table: the file itself, or the part files of a folder named like one (`events.parquet/`,
+    one file per bucket of units, as the Spark engine writes them), in name order; none when there is no such table."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.parquet") if p.is_file())
+    return [path] if path.is_file() and path.suffix == ".parquet" else []
+
 def _table_file(path: str | Path, stage: str, field: str | None = None) -> Path:
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not (path.suffix == ".parquet" and parquet_parts(path)):
         raise StageError(stage, path, field, "file not found (run the stage that writes it first)")
     if path.suffix not in TABLE_FORMATS:
         raise StageError(stage, path, field, f"unsupported file type (use {' or '.join(TABLE_FORMATS)})")
@@ -74,7 +82,7 @@ def table_columns(path: str | Path, stage: str, field: str | None = None) -> lis
     path = _table_file(path, stage, field)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
-        return pq.ParquetFile(path).schema_arrow.names
+        return pq.ParquetFile(parquet_parts(path)[0]).schema_arrow.names
     return list(pd.read_csv(path, nrows=0).columns)
 
 LEADING_ZERO = r"[+-]?0\d+"   # digits after a leading zero: an id or a code (`00001`, a zip code `02134`), no count
@@ -92,6 +100,14 @@ def _read_csv(path: Path, **options):
     "`pd.read_csv` with the columns `csv_codes` finds read as text."
     return pd.read_csv(path, dtype={c: str for c in csv_codes(path, options.get("usecols"))}, **options)
 
+def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    "A Parquet file, or a folder's part files as one table, in the parts' name order."
+    if path.is_file():
+        return pd.read_parquet(path, columns=columns)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    return pa.concat_tables([pq.read_table(p, columns=columns) for p in parquet_parts(path)]).to_pandas()
+
 def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = None, only: bool = False) -> pd.DataFrame:
     """Read a Parquet or CSV table, naming the stage and file if it is missing or lacks `columns`.
     With `only`, read just `columns` (in the file's order, as CSV's `usecols` gives them), checked before any row is read."""
@@ -100,8 +116,8 @@ def read_table(path: str | Path, stage: str, columns: Iterable[str] | None = Non
         present = table_columns(path, stage)
         asked = set(_require(present, columns, stage, path))
         wanted = [c for c in present if c in asked]
-        return _read_csv(path, usecols=wanted) if path.suffix == ".csv" else pd.read_parquet(path, columns=wanted)
-    df = _read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        return _read_csv(path, usecols=wanted) if path.suffix == ".csv" else _read_parquet(path, columns=wanted)
+    df = _read_csv(path) if path.suffix == ".csv" else _read_parquet(path)
     if columns is not None:
         require_columns(df, columns, stage, path)
     return df
@@ -113,8 +129,9 @@ def iter_table(path: str | Path, columns: list[str], chunk_rows: int, stage: str
         raise StageError(stage, path, missing[0], f"required column is missing (missing: {missing})")
     if Path(path).suffix == ".parquet":
         import pyarrow.parquet as pq
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
-            yield batch.to_pandas()
+        for part in parquet_parts(path):
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=chunk_rows, columns=columns):
+                yield batch.to_pandas()
     else:
         yield from _read_csv(path, usecols=columns, chunksize=chunk_rows)
 
