@@ -299,20 +299,26 @@ def per_bucket_of_files(spark, files: list[str | Path], key: str, buckets: int,
     return [found[b] for b in range(buckets)]
 
 # %% ../../nbs/00n_spark.ipynb #00n016
-def spark_statistics(frame, options=None):
+def spark_statistics(frame, options=None, prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None):
     """TFDV statistics of the Spark DataFrame `frame`: each partition's partial statistics computed on its executor
-    (`statistics.partial_statistics`), merged on the driver (`statistics.merge_statistics`)."""
+    (`statistics.partial_statistics`), merged on the driver (`statistics.merge_statistics`). `prepare(rows)`, when
+    given, reads each partition's rows as the stage reads a table (on the executor, before its statistics)."""
     import pickle
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
     from ml_lifecycle.statistics import merge_statistics, partial_statistics
-    whole = [f.name for f in frame.schema.fields if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.ByteType))]
-    gaps = frame.select([F.max(F.col(c).isNull().cast("int")).alias(c) for c in whole]).first() if whole else {}
-    fractional = [c for c in whole if gaps[c]]   # as pandas reads a whole-number column with a gap: floats
+    kinds = {f.name: "whole" if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.ByteType)) else "flag"
+             for f in frame.schema.fields if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.ByteType,
+                                                                     T.BooleanType))}
+    gaps = frame.select([F.max(F.col(c).isNull().cast("int")).alias(c) for c in kinds]).first() if kinds else {}
+    # as pandas reads a column with a gap from the whole table: whole numbers as floats, true/false as objects
+    as_read = {c: "float64" if kind == "whole" else object for c, kind in kinds.items() if gaps[c]}
     columns = frame.columns   # the closure below runs on executors: it holds names, never the DataFrame
     def per_partition(chunks):
-        rows = [chunk.astype({c: "float64" for c in fractional}) for chunk in chunks]
+        rows = [chunk.astype(as_read) for chunk in chunks]
         part = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+        if prepare is not None and len(part):
+            part = prepare(part)
         yield pd.DataFrame({"partial": [pickle.dumps(partial_statistics(part, options))]})
     partials = frame.mapInPandas(per_partition, "partial binary").collect()
     return merge_statistics([pickle.loads(row.partial) for row in partials], options)

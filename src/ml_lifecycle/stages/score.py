@@ -5,7 +5,11 @@
 # %% ../../../nbs/10_score.ipynb #10c003
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+import pickle
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +21,30 @@ from .. import catalog
 from ..cleaning import ROW_ID, with_row_id
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
-from ..tables import atomic_write, iter_table, read_json, table_columns, write_json
+from ..spark import check_engine, fresh_folder, run_per_bucket, spark_for, spark_statistics, with_engine, write_bucket
+from ..statistics import merge_partials, merge_statistics, partial_statistics
+from ..tables import atomic_write, iter_table, parquet_parts, read_json, table_columns, write_json
 from ..project import will_exist
 from ..gate import check_statistics, load_schema, modelling_schema, skew_anomalies, streamed_statistics
 from ..modelling import decide, load_model, model_columns, model_parts, model_task, resolved_problem
 from ..reporting import markdown_table, write_markdown
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
 # %% auto #0
-__all__ = ['PARAMS_SCHEMA', 'SKEW_SEED', 'check_inputs', 'batch_chunks', 'score_chunk', 'write_predictions', 'training_sample',
-           'batch_anomalies', 'unseen_level_rows', 'write_batch_report', 'refuse_batch', 'run']
+__all__ = ['PARAMS_SCHEMA', 'SKEW_SEED', 'check_inputs', 'batch_chunks', 'prepared_chunks', 'score_chunk', 'write_predictions',
+           'training_sample', 'batch_anomalies', 'batch_schema', 'judge_batch', 'unseen_level_rows',
+           'write_batch_report', 'refuse_batch', 'batch_units', 'unit_rows', 'check_unit', 'spark_batch_anomalies',
+           'score_unit', 'spark_predictions', 'run']
 
 # %% ../../../nbs/10_score.ipynb #10c006
-PARAMS_SCHEMA = params_contract("score", {
+PARAMS_SCHEMA = with_engine(params_contract("score", {
     "batch": {"type": "string", "pattern": r"\.(parquet|csv)$"},
     "chunk_rows": {"type": "integer", "minimum": 100},
-    "skew_sample_rows": {"type": "integer", "minimum": 100}})
+    "skew_sample_rows": {"type": "integer", "minimum": 100}}))
 
 def check_inputs(params: Mapping, root: str | Path) -> None:
-    "The batch to score exists, or a stage of the pipeline writes it."
+    "The batch to score exists, or a stage of the pipeline writes it; and the engine can run."
+    check_engine(params, "score")
     batch = params["score"]["batch"]
     if not will_exist(batch, root):
         raise StageError("score", "params.yaml", "score.batch",
@@ -47,8 +57,14 @@ def batch_chunks(path: Path, spec: dict, cleaner, chunk_rows: int, counts: dict 
     numbered by its row order. Cells the cleaning set missing are added up in `counts`."""
     id_column, columns = spec["id_column"], model_columns(spec)
     numbered = id_column == ROW_ID and id_column not in table_columns(path, "score", "score.batch")
-    start = 0
-    for chunk in iter_table(path, columns if numbered else [id_column, *columns], chunk_rows, "score", "score.batch"):
+    raw = iter_table(path, columns if numbered else [id_column, *columns], chunk_rows, "score", "score.batch")
+    yield from prepared_chunks(raw, numbered, 0, cleaner, counts)
+
+def prepared_chunks(raw: Iterator[pd.DataFrame], numbered: bool, start: int, cleaner, counts: dict | None = None
+                    ) -> Iterator[pd.DataFrame]:
+    """The `raw` chunks of a batch, numbered from `start` when the batch has no id (`numbered`), cleaned by `cleaner`
+    when given, the cells the cleaning set missing added up in `counts`."""
+    for chunk in raw:
         if numbered:
             chunk = with_row_id(chunk, None, start)
             start += len(chunk)
@@ -135,7 +151,7 @@ SKEW_SEED = 0   # which training rows the skew check samples: the same ones on e
 def training_sample(path: Path, columns: list[str], rows: int, chunk_rows: int, seed: int = SKEW_SEED) -> pd.DataFrame:
     """At most `rows` rows of the Parquet file at `path` (its `columns`): a seeded uniform sample, in file order, read
     `chunk_rows` rows at a time, so memory holds the sample and one chunk. Every row when there are no more."""
-    total = pq.ParquetFile(path).metadata.num_rows
+    total = sum(pq.ParquetFile(part).metadata.num_rows for part in parquet_parts(path))   # a file, or a folder of parts
     keep = np.arange(total) if total <= rows else np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
     parts, start = [], 0
     for chunk in iter_table(path, columns, chunk_rows, "score", catalog.TRAIN):
@@ -156,14 +172,9 @@ def batch_anomalies(chunks: Iterator[pd.DataFrame], spec: dict, training: Path, 
     unseen levels, and whose id column is neither domain-checked nor compared for skew. Skew refuses a batch under a
     committed (reviewed) schema; under an inferred one it is returned apart, as warnings: the model can score a
     shifted batch."""
-    unseen = dict(unseen or {})
     columns = [spec["id_column"], *model_columns(spec)]
-    committed = load_schema("features", root)
-    schema = committed or modelling_schema(
-        streamed_statistics(iter_table(training, columns + [spec["label"]], chunk_rows, "score", catalog.TRAIN),
-                            stage="score", source=catalog.TRAIN),
-        spec["label"], max_unseen_share=unseen.get("max_share", 0.02), unseen_share_by_feature=unseen.get("by_feature"),
-        id_column=spec["id_column"])
+    schema, committed = batch_schema(spec, root, unseen, lambda: streamed_statistics(
+        iter_table(training, columns + [spec["label"]], chunk_rows, "score", catalog.TRAIN), stage="score", source=catalog.TRAIN))
     sample = []
     def sampled(chunks):   # the chunks, as they pass, keeping the batch's first rows for the skew check
         kept = 0
@@ -172,8 +183,29 @@ def batch_anomalies(chunks: Iterator[pd.DataFrame], spec: dict, training: Path, 
                 sample.append(chunk.iloc[:skew_sample_rows - kept])
                 kept += len(sample[-1])
             yield chunk
-    checked = check_statistics(streamed_statistics(sampled(chunks), stage="score", source="score.batch"), "features",
-                               schema, "SERVING", stage="score")
+    stats = streamed_statistics(sampled(chunks), stage="score", source="score.batch")
+    return judge_batch(stats, sample, schema, committed, spec, training, skew_sample_rows, root, chunk_rows)
+
+def batch_schema(spec: dict, root: Path | None, unseen: Mapping | None,
+                 training_statistics: Callable[[], statistics_pb2.DatasetFeatureStatisticsList]):
+    """The schema a batch is checked against, and whether it is the committed one: the committed `features` schema, or
+    one inferred from the training file's statistics (`training_statistics()`, asked only then), whose categorical
+    domains take up to `unseen["max_share"]` (per feature: `unseen["by_feature"]`) of levels training never saw."""
+    unseen = dict(unseen or {})
+    committed = load_schema("features", root)
+    schema = committed or modelling_schema(
+        training_statistics(), spec["label"], max_unseen_share=unseen.get("max_share", 0.02),
+        unseen_share_by_feature=unseen.get("by_feature"), id_column=spec["id_column"])
+    return schema, committed is not None
+
+def judge_batch(stats: statistics_pb2.DatasetFeatureStatisticsList, sample: list[pd.DataFrame], schema, committed: bool,
+                spec: dict, training: Path, skew_sample_rows: int, root: Path | None = None, chunk_rows: int = 100_000
+                ) -> tuple[list[dict], list[dict], list[dict]]:
+    """The batch's anomalies (its statistics `stats` against `schema`'s SERVING environment; skew of its first rows,
+    `sample`, against as many training rows), one per (feature, anomaly); the levels training never saw; the skew
+    warnings (under an inferred schema)."""
+    columns = [spec["id_column"], *model_columns(spec)]
+    checked = check_statistics(stats, "features", schema, "SERVING", stage="score")
     if not checked["rows"]:
         raise StageError("score", "score.batch", None, "the batch is empty: nothing to score")
     skew = skew_anomalies(training_sample(training, columns, skew_sample_rows, chunk_rows), pd.concat(sample),
@@ -219,11 +251,190 @@ def refuse_batch(anomalies: list[dict], batch: str) -> None:
         raise StageError("score", batch, first["feature"], f"batch refused: {first['anomaly']}: {first['description']} "
                          f"({len(anomalies)} anomalies; see {catalog.SCORE_ANOMALIES})")
 
+# %% ../../../nbs/10_score.ipynb #10c025b
+def _present(path: Path, columns: list[str], field: str) -> list[str]:
+    "`columns`, once the table at `path` has each (else a `StageError` naming the first missing, as `iter_table` does)."
+    missing = [c for c in columns if c not in table_columns(path, "score", field)]
+    if missing:
+        raise StageError("score", path, missing[0], f"required column is missing (missing: {missing})")
+    return columns
+
+def _read_as_whole(parts: list[Path], columns: list[str]) -> dict:
+    """The whole-number (as float64) and true/false (as object) `columns` of the Parquet `parts` with a gap in any row
+    group, by their footers: pandas reads them so from the whole table."""
+    out = {}
+    for part in parts:
+        file = pq.ParquetFile(part)
+        meta = file.metadata
+        leaf = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
+        for col in columns:
+            if col in out or col not in leaf or col not in file.schema_arrow.names:
+                continue
+            kind = file.schema_arrow.field(col).type
+            if not (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+                continue
+            for group in range(meta.num_row_groups):
+                stats = meta.row_group(group).column(leaf[col]).statistics
+                gaps = (stats.null_count if stats is not None and stats.has_null_count
+                        else file.read_row_group(group, columns=[col]).column(col).null_count)
+                if gaps:
+                    out[col] = "float64" if pa.types.is_integer(kind) else object
+                    break
+    return out
+
+def batch_units(batch: Path, spec: dict, chunk_rows: int, tasks: int) -> list[dict]:
+    """The batch's units of work, one Spark task each, in the batch's order: each part file of a folder (a single file is
+    one part) split into at most `tasks // parts` ranges of whole chunks of `chunk_rows` rows (`start` to `stop` in
+    the file; `first`: its first row's number in the batch); a CSV batch is one unit. Each unit names the columns to
+    read, whether the batch is numbered by row (no id column), and the types pandas reads from the whole batch."""
+    id_column, columns = spec["id_column"], model_columns(spec)
+    numbered = id_column == ROW_ID and id_column not in table_columns(batch, "score", "score.batch")
+    read = _present(batch, columns if numbered else [id_column, *columns], "score.batch")
+    common = {"columns": read, "numbered": numbered}
+    if batch.suffix == ".csv":
+        return [{"file": str(batch), "csv": True, "first": 0, "as_read": {}, **common}]
+    parts = parquet_parts(batch)
+    as_read, per_part = _read_as_whole(parts, read), max(1, tasks // max(len(parts), 1))
+    units, first = [], 0
+    for part in parts:
+        rows = pq.ParquetFile(part).metadata.num_rows
+        chunks = -(-rows // chunk_rows)
+        pieces = min(per_part, chunks)
+        edges = [chunks * i // pieces * chunk_rows for i in range(pieces)] + [rows]
+        units += [{"file": str(part), "csv": False, "start": a, "stop": b, "first": first + a, "as_read": as_read, **common}
+                  for a, b in zip(edges, edges[1:])]
+        first += rows
+    return units
+
+def unit_rows(unit: dict, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A unit's rows (its `columns`), `chunk_rows` at a time: the chunks the pandas path reads there, read from the row
+    groups that hold them."""
+    if unit["csv"]:
+        yield from iter_table(unit["file"], unit["columns"], chunk_rows, "score", "score.batch")
+        return
+    file = pq.ParquetFile(unit["file"])
+    groups, skip, offset = [], 0, 0
+    for group in range(file.metadata.num_row_groups):
+        rows = file.metadata.row_group(group).num_rows
+        if offset < unit["stop"] and offset + rows > unit["start"]:
+            skip = unit["start"] - offset if not groups else skip
+            groups.append(group)
+        offset += rows
+    left, held = unit["stop"] - unit["start"], []
+    for batch in file.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=unit["columns"]):
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        batch, skip = batch.slice(skip, left), 0
+        left -= batch.num_rows
+        held.append(batch)
+        while held and (sum(b.num_rows for b in held) >= chunk_rows or left == 0):
+            table = pa.Table.from_batches(held)
+            yield table.slice(0, chunk_rows).to_pandas()
+            held = [b for b in table.slice(chunk_rows).to_batches() if b.num_rows]
+        if left == 0:
+            break
+
+def check_unit(unit: dict, cleaner, chunk_rows: int, skew_sample_rows: int) -> dict:
+    """The check of one unit, on its executor: its chunks numbered and cleaned as the pandas path's, their partial TFDV
+    statistics merged (a CSV batch, one unit: its statistics, streamed as the pandas path streams them), the cells the
+    cleaning set missing, and its rows among the batch's first `skew_sample_rows`."""
+    cells, kept, wanted = {}, [], max(0, skew_sample_rows - unit["first"])
+    def chunks():
+        nonlocal wanted
+        for chunk in prepared_chunks(unit_rows(unit, chunk_rows), unit["numbered"], unit["first"], cleaner, cells):
+            chunk = chunk.astype({c: kind for c, kind in unit["as_read"].items() if c in chunk})
+            if wanted > 0:
+                kept.append(chunk.iloc[:wanted])
+                wanted -= len(kept[-1])
+            yield chunk
+    if unit["csv"]:
+        found = {"statistics": streamed_statistics(chunks(), stage="score", source="score.batch").SerializeToString()}
+    else:
+        running = merge_partials([])
+        for chunk in chunks():
+            running = merge_partials([running, partial_statistics(chunk)])
+        found = {"partial": pickle.dumps(running)}
+    return {**found, "cells": cells, "sample": pickle.dumps(pd.concat(kept)) if kept else None}
+
+def spark_batch_anomalies(spark, units: list[dict], spec: dict, cleaner, training: Path, skew_sample_rows: int,
+                          root: Path | None = None, unseen: Mapping | None = None, chunk_rows: int = 100_000,
+                          cells: dict | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+    """`batch_anomalies` on Spark: each unit checked on an executor (`check_unit`), the statistics merged on the
+    driver, and the batch judged by the pandas path's code (`judge_batch`); the cells the cleaning set missing added
+    up in `cells`."""
+    columns = [spec["id_column"], *model_columns(spec), spec["label"]]
+    schema, committed = batch_schema(spec, root, unseen, lambda: spark_statistics(
+        spark.read.parquet(str(training)).select(*_present(training, columns, catalog.TRAIN))))
+    found = run_per_bucket(spark, len(units), lambda i: check_unit(units[i], cleaner, chunk_rows, skew_sample_rows)) \
+        if units else []
+    for result in found:
+        for key, n in result["cells"].items():
+            cells[key] = cells.get(key, 0) + n
+    if found and "statistics" in found[0]:   # a CSV batch: one unit, streamed
+        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(found[0]["statistics"])
+    else:
+        partials, types = [pickle.loads(r["partial"]) for r in found], {}
+        for partial in partials:
+            for column, kind in partial.types.items():
+                if types.setdefault(column, kind) != kind:
+                    raise StageError("score", "score.batch", column, f"no single type across the batch: {types[column]} "
+                                     f"in one part, {kind} in another")
+        stats = merge_statistics(partials)
+    sample = [pickle.loads(r["sample"]) for r in found if r["sample"] is not None]
+    return judge_batch(stats, sample, schema, committed, spec, training, skew_sample_rows, root, chunk_rows)
+
+def _add_totals(totals: dict, more: dict) -> dict:
+    "A chunk's totals (`_tally` of it alone) added to the running ones, as `_tally` adds a chunk: the same sums."
+    for key, value in more.items():
+        if key in ("min", "max"):
+            totals[key] = (min if key == "min" else max)(totals.get(key, np.inf if key == "min" else -np.inf), value)
+        elif isinstance(value, dict):
+            for level, v in value.items():
+                totals.setdefault(key, {}).setdefault(level, 0)
+                totals[key][level] += v
+        else:
+            totals[key] = totals.get(key, 0) + value
+    return totals
+
+def score_unit(unit: dict, part: int, model_path: Path, spec: dict, task: str, chunk_rows: int, folder: Path) -> list[dict]:
+    """Score one unit on its executor: the model file loaded there (allow-listed types, digest-checked), the unit's raw
+    chunks scored, its predictions written as part `part` of `folder`; the totals of each chunk, in order."""
+    model = load_model(model_path, stage="score")
+    scored, totals = [], []
+    for chunk in prepared_chunks(unit_rows(unit, chunk_rows), unit["numbered"], unit["first"], None):
+        scored.append(score_chunk(model, chunk, spec, task))
+        totals.append({"rows": 0})
+        _tally(totals[-1], scored[-1])
+    write_bucket(pd.concat(scored, ignore_index=True), folder, part)
+    return totals
+
+def spark_predictions(spark, units: list[dict], model_path: Path, spec: dict, task: str, chunk_rows: int,
+                      path: Path) -> dict:
+    """Every unit scored on the executors (`score_unit`), its predictions part *i* of the folder `path`, which replaces
+    what was there once every part is written; the summary of the predictions, as `write_predictions` gives it."""
+    staging = fresh_folder(path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp"))
+    try:
+        per_unit = run_per_bucket(spark, len(units), lambda i: score_unit(units[i], i, model_path, spec, task,
+                                                                          chunk_rows, staging))
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    totals = {"rows": 0}
+    for chunk in (t for unit in per_unit for t in unit):
+        _add_totals(totals, chunk)
+    return _summary(totals)
+
 # %% ../../../nbs/10_score.ipynb #10c018
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     """Load the model (only the one train recorded), clean the batch with the model's cleaner, validate it (refuse it
     on any anomaly), score the raw batch chunk by chunk with the model file alone, write the predictions and a summary.
-    The model file answers the kind of problem it was trained for (`modelling.model_task`): the problem's, or it is refused."""
+    The model file answers the kind of problem it was trained for (`modelling.model_task`): the problem's, or it is refused.
+    With `engine: spark`, the batch is checked and scored on the executors, unit by unit (see above)."""
     root = Path(root or project_root())
     settings = params["score"]
     model = load_model(resolve(catalog.MODEL, root), stage="score")   # a model changed since training scores nothing
@@ -234,15 +445,30 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     cleaner, _, threshold = model_parts(model, "score", catalog.MODEL)   # the model file's own cleaning (and threshold)
     spec, batch = read_json(resolve(catalog.FEATURE_SPEC, root)), resolve(settings["batch"], root)
     unseen_settings, cells = params["validate"]["unseen_levels"], {}
-    anomalies, unseen, skew = batch_anomalies(
-        batch_chunks(batch, spec, cleaner, settings["chunk_rows"], cells), spec, resolve(catalog.TRAIN, root),
-        settings["skew_sample_rows"], root, {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]},
-        settings["chunk_rows"])
-    write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
-    refuse_batch(anomalies, settings["batch"])
-    summary = write_predictions((score_chunk(model, chunk, spec, task) for chunk in
-                                 batch_chunks(batch, spec, None, settings["chunk_rows"])),   # raw: the model cleans
-                                resolve(catalog.PREDICTIONS_FILE, root))
+    unseen_share = {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]}
+    predictions = resolve(catalog.PREDICTIONS_FILE, root)
+    engine = params["engine"] if "engine" in list(params) else "pandas"   # pandas when params.yaml has no engine
+    if engine == "spark":
+        units = batch_units(batch, spec, settings["chunk_rows"], params["spark"]["buckets"])   # footers only
+        with spark_for({"spark": params["spark"]}, "ml-lifecycle score") as spark:
+            anomalies, unseen, skew = spark_batch_anomalies(
+                spark, units, spec, cleaner, resolve(catalog.TRAIN, root), settings["skew_sample_rows"], root,
+                unseen_share, settings["chunk_rows"], cells)
+            write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
+            refuse_batch(anomalies, settings["batch"])
+            summary = spark_predictions(spark, units, resolve(catalog.MODEL, root), spec, task, settings["chunk_rows"],
+                                        predictions)
+    else:
+        anomalies, unseen, skew = batch_anomalies(
+            batch_chunks(batch, spec, cleaner, settings["chunk_rows"], cells), spec, resolve(catalog.TRAIN, root),
+            settings["skew_sample_rows"], root, unseen_share, settings["chunk_rows"])
+        write_batch_report(anomalies, settings["batch"], root, unseen, skew, cells)
+        refuse_batch(anomalies, settings["batch"])
+        if predictions.is_dir():   # a Spark run's folder of parts: this engine writes one file
+            shutil.rmtree(predictions)
+        summary = write_predictions((score_chunk(model, chunk, spec, task) for chunk in
+                                     batch_chunks(batch, spec, None, settings["chunk_rows"])),   # raw: the model cleans
+                                    predictions)
     kind = {"threshold": threshold} if task == "binary" else {"task": task}
     summary = {**summary, **kind, "unseen_levels": len(unseen), "skew_warnings": len(skew), "cells_set_missing": cells}
     write_json(summary, resolve(catalog.SCORE_SUMMARY, root))

@@ -9,19 +9,23 @@ import difflib
 import tempfile
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from .. import catalog
-from ..cleaning import text_as_numbers
+from ..cleaning import parse_numbers, text_as_numbers
 from ..core import StageError, lazy_import, project_root, read_yaml, resolve
 from ..params import params_contract
 from ..reporting import markdown_page, markdown_table
-from ..tables import atomic_write, read_json, read_table, write_json, write_text
+from ..spark import check_engine, data_engine, spark_for, spark_statistics, with_engine
+from ..tables import LEADING_ZERO, atomic_write, parquet_parts, read_json, read_table, write_json, write_text
 from ..gate import (allow_unseen_levels, canonical_statistics, check_statistics, compute_statistics, errors,
                                feature_statistics, load_schema,
                                raise_on_anomalies, schema_path, stats_options, to_tfdv_frame, write_schema)
@@ -30,10 +34,11 @@ tfdv = lazy_import("tensorflow_data_validation")   # TensorFlow is imported on f
 
 # %% auto #0
 __all__ = ['tfdv', 'HTML_NOTE', 'ANOMALY_TYPES', 'PARAMS_SCHEMA', 'read_numbers_in_text', 'record_batch_for_tfdv',
-           'beam_statistics', 'beam_input', 'beam_options', 'statistics_rows', 'statistics_markdown', 'statistics_html',
-           'reference_path', 'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics',
-           'apply_policy', 'anomalies_markdown', 'schema_text', 'schema_diff', 'propose_schemas', 'table_summary',
-           'write_outputs', 'check_inputs', 'run', 'validation_view']
+           'beam_statistics', 'beam_input', 'beam_options', 'read_as_numbers', 'numbers_in_text',
+           'spark_table_statistics', 'statistics_rows', 'statistics_markdown', 'statistics_html', 'reference_path',
+           'write_statistics', 'read_statistics', 'load_reference', 'accept', 'drift_metrics', 'apply_policy',
+           'anomalies_markdown', 'schema_text', 'schema_diff', 'propose_schemas', 'table_summary', 'write_outputs',
+           'check_inputs', 'run', 'validation_view']
 
 # %% ../../../nbs/04_validate.ipynb #04c008
 def read_numbers_in_text(df: pd.DataFrame, schema: schema_pb2.Schema | None) -> tuple[pd.DataFrame, list[str]]:
@@ -90,6 +95,42 @@ def beam_options(options: dict, root: Path | None = None) -> dict:
     if out.get("extra_packages"):
         out["extra_packages"] = [local(p) for p in out["extra_packages"]]
     return out
+
+# %% ../../../nbs/04_validate.ipynb #04c012b
+def read_as_numbers(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    "`rows` with the text `columns` read as numbers, cell by cell as `text_as_numbers` reads a whole column."
+    return rows.assign(**{col: parse_numbers(rows[col])[0] for col in columns}) if columns else rows
+
+def numbers_in_text(frame, columns: list[str]) -> list[str]:
+    """Which of the text `columns` of the Spark DataFrame `frame` `text_as_numbers` would read as numbers on the whole
+    table: at least one number, and no filled cell that is no number or is a code with a leading zero. Each partition
+    says what it holds, on its executor; the driver decides."""
+    if not columns:
+        return []
+    def per_partition(chunks):
+        found = {col: (False, False) for col in columns}   # (a number seen, a cell that is no number or a code seen)
+        for chunk in chunks:
+            for col in columns:
+                numbers, unparseable = parse_numbers(chunk[col])
+                codes = chunk[col].astype("string").str.strip().str.fullmatch(LEADING_ZERO).any()
+                number, other = found[col]
+                found[col] = (number or bool(numbers.notna().any()), other or bool(unparseable.any() or codes))
+        yield pd.DataFrame([(col, number, other) for col, (number, other) in found.items()],
+                           columns=["column", "number", "other"])
+    seen = frame.select(columns).mapInPandas(per_partition, "column string, number boolean, other boolean").collect()
+    return [col for col in columns if any(r.number for r in seen if r.column == col)
+            and not any(r.other for r in seen if r.column == col)]
+
+def spark_table_statistics(spark, path: Path, schema: schema_pb2.Schema | None
+                           ) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, list[str]]:
+    """TFDV statistics of the Parquet table at `path` (a file, or a folder of part files) computed on Spark, with its
+    numbers stored as text read as `read_numbers_in_text` reads them from the whole table; and the columns read so."""
+    numeric = None if schema is None else {f.name for f in schema.feature if f.type in (schema_pb2.INT, schema_pb2.FLOAT)}
+    as_pandas = pq.ParquetFile(parquet_parts(path)[0]).schema_arrow.empty_table().to_pandas()   # pandas' types
+    text = [col for col in as_pandas.columns if as_pandas[col].dtype == object and (numeric is None or col in numeric)]
+    frame = spark.read.parquet(str(path))
+    converted = numbers_in_text(frame, text)
+    return spark_statistics(frame, prepare=partial(read_as_numbers, columns=converted)), converted
 
 # %% ../../../nbs/04_validate.ipynb #04c014
 def statistics_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> list[dict]:
@@ -167,7 +208,7 @@ def drift_metrics(results: list[dict]) -> dict:
 # %% ../../../nbs/04_validate.ipynb #04c025
 ANOMALY_TYPES = sorted(anomalies_pb2.AnomalyInfo.Type.keys())
 
-PARAMS_SCHEMA = params_contract("validate", {
+PARAMS_SCHEMA = with_engine(params_contract("validate", {
     "tables": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}},
     "engine": {"enum": ["pandas", "beam"]},
     "beam": {"type": "object", "required": ["input_dir", "options"], "additionalProperties": False, "properties": {
@@ -187,7 +228,7 @@ PARAMS_SCHEMA = params_contract("validate", {
                       "properties": {"max_share": {"type": "number", "minimum": 0, "maximum": 0.5},
                                      "by_feature": {"type": "object",
                                                     "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}}}},
-    additionalProperties=False)
+    additionalProperties=False))
 
 def apply_policy(results: list[dict], warn_only: list[dict] = (), drift_action: str = "fail") -> list[dict]:
     """Mark every anomaly `severity: error` or `warning`: warnings are the anomalies `warn_only` names and, when
@@ -264,7 +305,7 @@ def propose_schemas(root: Path | None = None, out_dir: str = "tmp/schema-candida
     sources["features"] = resolve(catalog.TRAIN, root)
     out, diffs = resolve(out_dir, root), {}
     for table, source in sources.items():
-        if not source.is_file():
+        if not parquet_parts(source):
             if show:
                 print(f"{table}: {source.relative_to(root)} not found, skipped (run the pipeline first)")
             continue
@@ -304,10 +345,17 @@ def write_outputs(results: list[dict], stats_by_table: dict, references: dict, s
 
 # %% ../../../nbs/04_validate.ipynb #04c036
 def check_inputs(params: Mapping, root: str | Path) -> None:
-    "Every table in `validate.tables` is a gather source, or its gathered copy is already in `data/raw/`."
+    """Every table in `validate.tables` is a gather source, or its gathered copy (a file, or a folder of part files) is
+    already in `data/raw/`; the engine can run; and the statistics are asked of one engine: Beam, or Spark."""
+    check_engine(params, "validate")
+    if data_engine(params) == "spark" and params["validate"]["engine"] == "beam":
+        raise StageError("validate", "params.yaml", "validate.engine",
+                         "validate.engine: beam runs the statistics on Apache Beam, but engine: spark runs the data stages "
+                         "on Spark, which computes them itself: set validate.engine: pandas (the statistics then run on "
+                         "Spark), or engine: pandas to keep Beam")
     sources = params.get("gather") or {}
     for table in params["validate"]["tables"]:
-        if table not in sources and not resolve(catalog.raw_table(table), root).is_file():
+        if table not in sources and not parquet_parts(resolve(catalog.raw_table(table), root)):
             raise StageError("validate", "params.yaml", "validate.tables",
                              f"'{table}' is no gather source (gather: {sorted(sources)}) and {catalog.raw_table(table)} "
                              "does not exist: name a source under gather:, or remove the table")
@@ -318,24 +366,29 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     root = Path(root or project_root())
     settings = params["validate"]
     beam = settings["beam"]
+    engine = params["engine"] if "engine" in list(params) else "pandas"   # pandas when params.yaml has no engine
     stats_by_table, references, results = {}, {}, []
-    for table in settings["tables"]:
-        schema, inferred, converted = load_schema(table, root), False, []
-        if settings["engine"] == "beam":
-            options = beam["options"]
-            options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
-            stats = beam_statistics(beam_input(beam["input_dir"], table, root), beam_options(options, root))
-        else:
-            frame, converted = read_numbers_in_text(read_table(resolve(catalog.raw_table(table), root), "validate"), schema)
-            stats = compute_statistics(frame)
-        if schema is None:   # a new table: a first draft to review and commit, open to a few unseen categories
-            unseen = settings["unseen_levels"]
-            schema, inferred = allow_unseen_levels(tfdv.infer_schema(stats), unseen["max_share"], unseen["by_feature"]), True
-            write_schema(schema, schema_path(table, root))
-        stats_by_table[table], references[table] = stats, load_reference(table, root)
-        results.append({**check_statistics(stats, table, schema, reference=references[table], stage="validate"),
-                        "source": catalog.raw_table(table), "schema_inferred": inferred,
-                        "has_reference": references[table] is not None, "read_as_numbers": converted})
+    with spark_for({"spark": params["spark"]}, "ml-lifecycle validate") if engine == "spark" else nullcontext() as spark:
+        for table in settings["tables"]:
+            schema, inferred, converted = load_schema(table, root), False, []
+            if settings["engine"] == "beam":
+                options = beam["options"]
+                options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+                stats = beam_statistics(beam_input(beam["input_dir"], table, root), beam_options(options, root))
+            elif spark is not None:   # engine: spark: each partition's statistics on its executor, merged
+                stats, converted = spark_table_statistics(spark, resolve(catalog.raw_table(table), root), schema)
+            else:
+                frame, converted = read_numbers_in_text(read_table(resolve(catalog.raw_table(table), root), "validate"),
+                                                        schema)
+                stats = compute_statistics(frame)
+            if schema is None:   # a new table: a first draft to review and commit, open to a few unseen categories
+                unseen = settings["unseen_levels"]
+                schema, inferred = allow_unseen_levels(tfdv.infer_schema(stats), unseen["max_share"], unseen["by_feature"]), True
+                write_schema(schema, schema_path(table, root))
+            stats_by_table[table], references[table] = stats, load_reference(table, root)
+            results.append({**check_statistics(stats, table, schema, reference=references[table], stage="validate"),
+                            "source": catalog.raw_table(table), "schema_inferred": inferred,
+                            "has_reference": references[table] is not None, "read_as_numbers": converted})
     stale = apply_policy(results, list(settings["warn_only"]), settings["drift_action"])
     write_outputs(results, stats_by_table, references, stale, root)
     raise_on_anomalies(results, stage="validate")
