@@ -527,6 +527,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'ml_lifecycle/stages/gather.py'),
                                             'ml_lifecycle.stages.gather.refuse_password': ( 'gather.html#refuse_password',
                                                                                             'ml_lifecycle/stages/gather.py'),
+                                            'ml_lifecycle.stages.gather.replace_table': ( 'gather.html#replace_table',
+                                                                                          'ml_lifecycle/stages/gather.py'),
                                             'ml_lifecycle.stages.gather.run': ('gather.html#run', 'ml_lifecycle/stages/gather.py'),
                                             'ml_lifecycle.stages.gather.shown_file': ( 'gather.html#shown_file',
                                                                                        'ml_lifecycle/stages/gather.py'),

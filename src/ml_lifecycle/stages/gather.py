@@ -32,9 +32,9 @@ __all__ = ['DATABASE_NOT_FOUND', 'NO_FILE_MATCHES', 'FILE_DATABASES', 'SECRET_QU
            'PARAMS_SCHEMA', 'database_url', 'database_file', 'masked_url', 'shown_url', 'engine_options',
            'query_folder', 'plain_types', 'missing_file_problem', 'query_error', 'sql_frames', 'read_sql_source',
            'query_files', 'missing_query_file', 'env_name', 'refuse_password', 'load_dotenv_file', 'source_url',
-           'source_files', 'read_file_source', 'source_key', 'located', 'read_source', 'gather', 'pending_folder',
-           'type_sample', 'file_types', 'with_gaps', 'sql_types', 'write_part', 'task_error', 'file_part_task',
-           'conform_part', 'one_schema', 'raise_failed', 'conform_parts', 'shown_file', 'sql_parts',
+           'source_files', 'read_file_source', 'source_key', 'located', 'read_source', 'replace_table', 'gather',
+           'pending_folder', 'type_sample', 'file_types', 'with_gaps', 'sql_types', 'write_part', 'task_error',
+           'file_part_task', 'conform_part', 'one_schema', 'raise_failed', 'conform_parts', 'shown_file', 'sql_parts',
            'gather_source_on_spark', 'put_in_place', 'gather_on_spark', 'check_inputs', 'run']
 
 # %% ../../../nbs/03_gather.ipynb #03c005
@@ -291,16 +291,22 @@ def read_source(name: str, source: dict, stage: str = "gather", root: Path | Non
     require_columns(df, source.get("required_columns", []), stage, f"{name} source {shown}")
     return require_rows(df, stage, f"{name} source {shown}")
 
+def replace_table(df: pd.DataFrame, path: Path) -> Path:
+    "Write `df` to `path`, in place of the file there or of the folder of part files an earlier run on Spark left."
+    if not path.is_dir():
+        return write_table(df, path)
+    written = write_table(df, path.with_name(f".{path.name}.file"))   # the folder goes only once the file is whole
+    shutil.rmtree(path)
+    os.replace(written, path)
+    return path
+
 def gather(sources: dict, root: Path | None = None) -> dict:
     "Read every source and write it to `data/raw/<name>.parquet`; return the row counts."
     counts = {}
     load_dotenv_file(root)   # credentials from .env reach libpq (PGPASSWORD) and `url_env`
     tables = {name: read_source(name, source, root=root) for name, source in sources.items()}
     for name, df in tables.items():   # write only after every source was read successfully
-        path = resolve(catalog.raw_table(name), root)
-        if path.is_dir():   # a folder of part files the Spark engine wrote in an earlier run
-            shutil.rmtree(path)
-        write_table(df, path)
+        replace_table(df, resolve(catalog.raw_table(name), root))
         counts[name] = {"rows": len(df), "columns": df.shape[1]}
     return counts
 
@@ -486,17 +492,17 @@ def put_in_place(folder: Path, path: Path) -> Path:
     _remove(old)
     return path
 
-def gather_on_spark(sources: dict, spark, root: Path | None = None, chunk_rows: int = SQL_CHUNK_ROWS) -> dict:
+def gather_on_spark(sources: dict, spark, root: Path | None = None, chunk_rows: int | None = None) -> dict:
     """`gather` on Spark: every source written as a folder of parts beside its table, moved into `data/raw/` once every
     source has passed (a failure leaves `data/raw/` as it was); the row and column counts. `spark` may be None when
-    every source is SQL."""
+    every source is SQL; `chunk_rows` is `SQL_CHUNK_ROWS` unless given."""
     load_dotenv_file(root)
     counts, pending = {}, {}
     try:
         for name, source in sources.items():
             path = resolve(catalog.raw_table(name), root)
             pending[path] = fresh_folder(pending_folder(path))
-            counts[name] = gather_source_on_spark(spark, name, source, pending[path], root, chunk_rows)
+            counts[name] = gather_source_on_spark(spark, name, source, pending[path], root, chunk_rows or SQL_CHUNK_ROWS)
     except BaseException:
         for folder in pending.values():
             shutil.rmtree(folder, ignore_errors=True)
