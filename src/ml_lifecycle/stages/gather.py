@@ -545,7 +545,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     engine = params["engine"] if "engine" in list(params) else "pandas"   # pandas when params.yaml has no engine
     if engine == "spark":   # a Spark session only for file sources: SQL is read on the driver
         files = any("path" in source for source in sources.values())
-        with spark_for({"spark": params["spark"]}, "gather") if files else nullcontext() as spark:
+        with spark_for(params["spark"], "gather") if files else nullcontext() as spark:
             summary = gather_on_spark(sources, spark, root)
     else:
         summary = gather(sources, root)
