@@ -19,7 +19,7 @@ else
 $(error STACK must be "default" or "modern", not "$(STACK)")
 endif
 
-.PHONY: help env repro no-demo check test test-quick test-modern lab lock export dvc-yaml hooks stage schema bench bench-pipeline bench-validate bench-score FORCE
+.PHONY: help env repro no-demo check test test-quick test-modern lab lock export dvc-yaml hooks stage schema bench bench-pipeline bench-validate bench-score bench-spark bench-engines FORCE
 
 help:
 	@echo "make env     create .venv from the lock of this platform's stack (STACK=default|modern to choose)"
@@ -43,6 +43,8 @@ help:
 	@echo "make bench-validate  validate wall time and peak memory, in memory and on Beam, at each of SIZES"
 	@echo "make bench-score  scoring time and memory on 1M rows (needs a finished make repro)"
 	@echo "make bench-spark  the Spark engine's fixed costs: cluster start, TensorFlow in the executors, 1 vs 2 workers"
+	@echo "make bench-engines  dvc repro on pandas and on a local Spark cluster: seconds and peak memory per stage at"
+	@echo "             CUSTOMERS (default 1000000), e.g. make bench-engines CUSTOMERS=10000000 ENGINES=spark"
 
 env: $(STAMP)
 
@@ -111,7 +113,7 @@ dvc-yaml: $(STAMP)
 # `make bench SIZES=20000`; 1M customers takes the longest.
 SIZES ?= 20000 200000 1000000
 
-bench: bench-pipeline bench-validate bench-score bench-spark
+bench: bench-pipeline bench-validate bench-score bench-spark bench-engines
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python tools/bench_pipeline.py --sizes $(SIZES)
@@ -129,6 +131,12 @@ bench-validate: $(STAMP)
 # The Spark engine's fixed costs: cluster start, TensorFlow's import in the executors, 1 against 2 workers.
 bench-spark: $(STAMP)
 	$(BIN)/python tools/bench_spark.py
+
+# The whole pipeline on each engine at CUSTOMERS customers; BENCH_SET adds params (e.g. train.fit_rows=1000000).
+CUSTOMERS ?= 1000000
+ENGINES ?= pandas spark
+bench-engines: $(STAMP)
+	$(BIN)/python tools/bench_engines.py --customers $(CUSTOMERS) --engines $(ENGINES) $(if $(BENCH_SET),--set $(BENCH_SET))
 
 # pre-commit hooks (.pre-commit-config.yaml) and nbdev's cell-by-cell notebook merge and diff drivers, which
 # .gitattributes assigns to *.ipynb. Git runs drivers from the top of the work tree, so the relative path works.

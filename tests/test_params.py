@@ -56,6 +56,11 @@ def params_read_by(notebook) -> set[str]:
             path = path_of(node)
             if path and not (isinstance(parents.get(node), ast.Assign) and parents[node].value is node):
                 reads.add(path)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            path = path_of(node.func.value)   # `params.get("engine")`: a read of a key params.yaml may leave out
+            if path is not None:
+                reads.add(".".join(p for p in [path, node.args[0].value] if p))
     return reads
 
 
@@ -106,7 +111,8 @@ def test_stage_params_refuses_undeclared_keys_at_run_time():
     with pytest.raises(StageError, match="does not declare") as err:
         params["features"]["impute_numeric"]
     assert err.value.field == "features.impute_numeric" and err.value.stage == "preprocess"
-    assert set(params) == {"problem", "preprocess", "features"} and isinstance(params["features"], StageParams)
+    assert set(params) == {"problem", "preprocess", "features", "engine", "spark"}
+    assert isinstance(params["features"], StageParams)
 
 
 def test_every_stage_runs_its_own_notebook_and_depends_on_it():

@@ -43,7 +43,7 @@ __all__ = ['sk_compose', 'sk_impute', 'sk_model_selection', 'sk_pipeline', 'sk_p
            'task_scoring', 'scorer_sign', 'model_columns', 'stratification_labels', 'QuantileGroupKFold',
            'grouped_folds', 'grouped_sample', 'fold_groups', 'task_metrics', 'naive_baseline', 'canonical_archive',
            'save_model', 'load_model', 'digest_file', 'write_model_digest', 'verify_model', 'assemble_model',
-           'model_parts', 'model_task', 'decide']
+           'model_parts', 'model_task', 'decide', 'read_feature_rows']
 
 # %% ../../nbs/00c_modelling.ipynb #00cc005
 TASKS = ("binary", "multiclass", "regression")
@@ -548,3 +548,12 @@ def decide(model, proba) -> np.ndarray:
     """The decisions `model.predict` makes (True: act), from the positive class's probabilities its `predict_proba`
     gave: `FixedThresholdClassifier`'s rule, `proba >= model.threshold`, without scoring the rows a second time."""
     return np.asarray(proba) >= model.threshold
+
+# %% ../../nbs/00c_modelling.ipynb #00cc030
+def read_feature_rows(path: str | Path, stage: str, columns: list[str], id_column: str) -> pd.DataFrame:
+    "A feature table (checked to hold `columns`), its rows by cutoff, then id, as the pandas engine writes them."
+    from ml_lifecycle.tables import read_table
+    table = read_table(path, stage, columns)
+    if not Path(path).is_dir():   # one file: already in that order
+        return table
+    return table.sort_values(["cutoff", id_column], kind="stable").reset_index(drop=True)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from .core import StageError
 __all__ = ['SESSION_DEFAULTS', 'ENGINES', 'ENGINE_SCHEMA', 'BUCKET', 'ORDER', 'java_problem', 'spark_home', 'free_port',
            'StandaloneCluster', 'cluster_env', 'start_cluster', 'standalone_cluster', 'spark_session', 'with_engine',
            'data_engine', 'spark_for', 'check_engine', 'apply_per_bucket', 'bucket_of', 'bucket_path', 'write_bucket',
-           'fresh_folder', 'run_per_bucket', 'per_bucket_of_files', 'spark_statistics']
+           'fresh_folder', 'run_per_bucket', 'per_bucket_of_files', 'unify_parts', 'spark_statistics']
 
 # %% ../../nbs/00n_spark.ipynb #00n005
 def java_problem() -> str | None:
@@ -181,9 +181,8 @@ def data_engine(params: Mapping) -> str:
     return params.get("engine") or "pandas"
 
 @contextmanager
-def spark_for(params: Mapping, app: str = "ml-lifecycle"):
-    "A Spark session on the master params.yaml names (`spark.master`, `spark.conf`), stopped after the `with` block."
-    settings = params["spark"]
+def spark_for(settings: Mapping, app: str = "ml-lifecycle"):
+    "A Spark session as params.yaml's `spark:` section (`settings`) says (`master`, `conf`), stopped after the block."
     conf = settings.get("conf")
     spark = spark_session(settings["master"], conf.to_dict() if hasattr(conf, "to_dict") else conf, app)
     try:
@@ -261,11 +260,12 @@ def _from_arrow(blob: bytes) -> pd.DataFrame:
     import pyarrow as pa
     return pa.ipc.open_stream(blob).read_all().to_pandas()
 
-def per_bucket_of_files(spark, files: list[str | Path], key: str, buckets: int,
-                        task: Callable[[int, pd.DataFrame], dict]) -> list[dict]:
-    """`task(bucket, rows)` for each bucket of `key` over the rows of the Parquet `files`, on the executors, each
-    bucket's rows in the files' order (with their place in `ORDER`); the results in bucket order. A bucket without
-    rows gets its call too, with no rows, so that every bucket's outputs exist."""
+def per_bucket_of_files(spark, files: list[str | Path], key: str | Callable[[pd.Series], pd.Series], buckets: int,
+                        task: Callable[[int, pd.DataFrame], dict], column: str | None = None) -> list[dict]:
+    """`task(bucket, rows)` for each bucket of the rows of the Parquet `files` by `key` (a column, or a function of
+    `column` giving the values to hash), on the executors, each bucket's rows in the files' order (with their place in
+    `ORDER`); the results in bucket order. A bucket without rows gets its call too, with no rows, so that every
+    bucket's outputs exist."""
     import pyarrow.parquet as pq
     files = [str(f) for f in files]
     pieces = []   # (file number, file, row group, its first row): the driver reads footers only
@@ -281,7 +281,8 @@ def per_bucket_of_files(spark, files: list[str | Path], key: str, buckets: int,
             for number, file, group, first in chunk.itertuples(index=False):
                 rows = pq.ParquetFile(file).read_row_group(group).to_pandas()
                 rows[ORDER] = (np.int64(number) << 40) + first + np.arange(len(rows), dtype="int64")
-                for bucket, part in rows.groupby(bucket_of(rows[key], buckets), sort=True):
+                values = rows[key] if column is None else key(rows[column])
+                for bucket, part in rows.groupby(bucket_of(values, buckets), sort=True):
                     yield pd.DataFrame({"bucket": [int(bucket)], "first": [int(part[ORDER].iloc[0])],
                                         "rows": [_arrow_bytes(part)]})
 
@@ -297,6 +298,44 @@ def per_bucket_of_files(spark, files: list[str | Path], key: str, buckets: int,
     for bucket in sorted(set(range(buckets)) - set(found)):   # no rows: called here, on the driver
         found[bucket] = task(bucket, empty.assign(**{ORDER: pd.Series(dtype="int64")}))
     return [found[b] for b in range(buckets)]
+
+
+def unify_parts(folder: str | Path, floats: Iterable[str] = ()) -> None:
+    """Give every part file of a table the same column types, as one pandas table would have them: a column of whole
+    numbers in some parts and of floats in others (a count with a gap somewhere), or named in `floats`, becomes floats
+    in all; a column with no value in a part takes the others' type; an empty part takes the columns and types of the
+    rest. Only the parts that differ are rewritten (atomically). The last step on a table's folder: it also removes
+    what killed tasks left."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ml_lifecycle.tables import atomic_write, parquet_parts
+    for stray in Path(folder).glob(".*.tmp"):   # a task killed mid-write leaves its temporary file; its retry wrote
+        stray.unlink()                           # the part itself
+    parts = parquet_parts(folder)
+    schemas, rows = [pq.read_schema(p) for p in parts], [pq.ParquetFile(p).metadata.num_rows for p in parts]
+    filled = [s for s, n in zip(schemas, rows) if n] or schemas[:1]
+    if any(s.names != filled[0].names for s in filled):
+        raise ValueError(f"{folder}: the parts hold different columns")
+    target = []
+    for name in filled[0].names:
+        types = {s.field(name).type for s in filled} - ({pa.null()} if len(filled) > 1 else set())
+        numbers = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types)
+        if numbers and (len(types) > 1 or name in set(floats)):
+            types = {pa.float64()}
+        if len(types) != 1:
+            raise ValueError(f"{folder}: column '{name}' is {sorted(map(str, types))} in different parts")
+        target.append(pa.field(name, types.pop()))
+    target = pa.schema(target)
+    def same(schema) -> bool:
+        return schema.names == target.names and all(a.type == b.type for a, b in zip(schema, target))
+    for part, schema, n in zip(parts, schemas, rows):
+        if n and not same(schema):
+            table = pq.read_table(part).cast(target.with_metadata(schema.metadata))
+            atomic_write(part, lambda tmp, table=table: pq.write_table(table, tmp))
+    typed = next((pq.read_schema(p) for p, n in zip(parts, rows) if n), target)
+    for part, schema, n in zip(parts, schemas, rows):
+        if not n and not same(schema):
+            atomic_write(part, lambda tmp: pq.write_table(typed.empty_table(), tmp))
 
 # %% ../../nbs/00n_spark.ipynb #00n016
 def spark_statistics(frame, options=None, prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None):

@@ -22,7 +22,7 @@ from ..tables import read_json, read_table, write_json, write_text
 from ..project import current_output, visible_columns, visible_values
 from ml_lifecycle.modelling import (
     TASK_METRICS, Problem, decision_profit, grouped_sample, load_model, model_columns, model_parts, naive_baseline,
-    naive_profits, profit_curve, resolved_problem, stratification_labels, task_metrics,
+    naive_profits, profit_curve, read_feature_rows, resolved_problem, stratification_labels, task_metrics,
     task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
@@ -580,8 +580,9 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     check_segments(list(settings["segments"]), spec["categorical"])
     model = load_model(resolve(catalog.MODEL, root), stage="evaluate")   # the recorded model, or a refusal
     _, model, threshold = model_parts(model, "evaluate", task=problem.task)   # rows already clean: the pipeline after the cleaner
-    train = read_table(resolve(catalog.TRAIN, root), "evaluate", [spec["label"], "cutoff"])
-    test = read_table(resolve(catalog.TEST, root), "evaluate", model_columns(spec) + [spec["label"], "cutoff"])
+    train = read_feature_rows(resolve(catalog.TRAIN, root), "evaluate", [spec["label"], "cutoff"], spec["id_column"])
+    test = read_feature_rows(resolve(catalog.TEST, root), "evaluate", model_columns(spec) + [spec["label"], "cutoff"],
+                             spec["id_column"])
     output, classes = model_output(model, test[model_columns(spec)], problem.task)
     y_test = test[spec["label"]].to_numpy()
 

@@ -16,16 +16,18 @@ from .. import catalog
 from ..cleaning import ROW_ID
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
-from ..tables import read_table, write_json, write_table
+from ..tables import parquet_parts, read_table, write_json, write_table
 from ..project import visible_columns
 from ..reporting import markdown_table, write_markdown
 from ..modelling import resolved_problem
+from ..spark import check_engine, spark_for, with_engine
 
 # %% auto #0
 __all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'LEAK_R2_MARGIN_FLOOR', 'LEAK_MEASURES', 'PARAMS_SCHEMA', 'SPLIT_FILES',
            'behaviour_features', 'quantity_columns', 'behaviour_columns', 'build_features', 'feature_spec',
            'feature_codes', 'feature_auc', 'feature_auc_ovr', 'feature_r2', 'label_parts', 'leakage_verdicts',
-           'write_leakage_report', 'refuse_leaks', 'contract_columns', 'check_inputs', 'write_splits', 'run']
+           'write_leakage_report', 'refuse_leaks', 'spark_features', 'contract_columns', 'check_inputs', 'write_splits',
+           'run', 'guarded']
 
 # %% ../../../nbs/06_features.ipynb #06c005
 def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
@@ -239,8 +241,47 @@ def refuse_leaks(verdicts: list[dict]) -> None:
                          ". Drop it (preprocess.drop_columns), or accept it by name with a reason: "
                          "features.leakage.accept: [{feature: " + flagged[0]["feature"] + ", reason: \"...\"}]")
 
+# %% ../../../nbs/06_features.ipynb #06c014s
+def spark_features(spark, id_column: str, label: str, windows_days: list[int], task: str, root: Path,
+                   stage: str = "features") -> dict:
+    """`build_features` on Spark, one task per bucket of preprocess's bucket files (units, events, snapshots,
+    serving), each writing its bucket of the train, test and serving tables (`write_splits`' rows, as folders of bucket
+    files); then one type per column across the buckets, as one pandas table would have it. Returns the rows."""
+    from ml_lifecycle.spark import bucket_path, fresh_folder, run_per_bucket, unify_parts, write_bucket
+    inputs = {path: resolve(path, root) for path in (catalog.UNITS, catalog.EVENTS, catalog.SNAPSHOTS,
+                                                     catalog.SERVING_SNAPSHOT)}
+    counts = {len(parquet_parts(p)) if p.is_dir() else 0 for p in inputs.values()}
+    if len(counts) != 1 or not counts.pop():
+        raise StageError(stage, catalog.INTERIM, "engine", "the interim tables are not folders of bucket files, all of "
+                         "the same buckets (preprocess ran on pandas, or with other spark settings): rerun preprocess")
+    buckets = len(parquet_parts(inputs[catalog.UNITS]))
+    folders = {split: str(fresh_folder(resolve(path, root))) for split, path in SPLIT_FILES.items()}
+    paths = {path: str(p) for path, p in inputs.items()}
+
+    def featurize(bucket: int) -> dict:   # on an executor
+        def read(path: str) -> pd.DataFrame:
+            return pd.read_parquet(bucket_path(paths[path], bucket))
+        units, labelled = read(catalog.UNITS), read(catalog.SNAPSHOTS)
+        table = build_features(units, read(catalog.EVENTS), pd.concat([labelled, read(catalog.SERVING_SNAPSHOT)]),
+                               id_column, windows_days, [c for c in units.columns if c != id_column])
+        label_dtype = "int64" if task == "binary" else labelled[label].dtype
+        rows = {}
+        for split, folder in folders.items():
+            part = table[table["split"] == split].reset_index(drop=True)
+            part = part.drop(columns=label) if split == "serving" else part.astype({label: label_dtype})
+            write_bucket(part, folder, bucket)
+            rows[split] = len(part)
+        floats = [c for c in table.columns if c != label and table[c].dtype == "float64"] if len(table) else []
+        return {"rows": rows, "floats": floats}
+
+    results = run_per_bucket(spark, buckets, featurize)
+    floats = {c for r in results for c in r["floats"]}   # a count with a gap in any bucket is a float in every one
+    for folder in folders.values():
+        unify_parts(folder, floats)
+    return {split: sum(r["rows"][split] for r in results) for split in folders}
+
 # %% ../../../nbs/06_features.ipynb #06c016
-PARAMS_SCHEMA = params_contract("features", {
+PARAMS_SCHEMA = with_engine(params_contract("features", {
     "windows_days": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
     "categorical": {"type": "array", "items": {"type": "string"}},
     "impute_numeric": {"enum": ["mean", "median", "most_frequent"]},
@@ -252,7 +293,7 @@ PARAMS_SCHEMA = params_contract("features", {
         "accept": {"type": "array", "items": {"type": "object", "required": ["feature", "reason"],
                                               "additionalProperties": False,
                                               "properties": {"feature": {"type": "string", "minLength": 1},
-                                                             "reason": {"type": "string", "minLength": 1}}}}}}})
+                                                             "reason": {"type": "string", "minLength": 1}}}}}}}))
 SPLIT_FILES = {"train": catalog.TRAIN, "test": catalog.TEST, "serving": catalog.SERVING}
 
 def contract_columns(table: str, root: Path) -> list[str]:
@@ -263,6 +304,7 @@ def contract_columns(table: str, root: Path) -> list[str]:
 def check_inputs(params: Mapping, root: Path) -> None:
     """Every `features.categorical` entry is a column of the unit table (or a derived feature), once that is in sight;
     without a unit table (`preprocess.units: null`), a derived feature."""
+    check_engine(params, "features")
     preprocess, settings = params.get("preprocess") or {}, params["features"]
     units = preprocess.get("units")
     columns = visible_columns(params, units, root) if units else [] if preprocess.get("event_history") else None
@@ -296,19 +338,30 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     problem = resolved_problem(params["problem"], root, "features")   # its kind decides the guard's measure
     id_column, label = problem.id_column or ROW_ID, problem.label
     settings = params["features"]
+    if params.get("engine") == "spark":   # per bucket of units on the cluster; the guard on the training rows here
+        with spark_for(params["spark"], "features") as spark:
+            rows = spark_features(spark, id_column, label, list(settings["windows_days"]), problem.task, root)
+        table = read_table(resolve(catalog.TRAIN, root), "features").sort_values(["cutoff", id_column], kind="stable")
+        return guarded(table.reset_index(drop=True), rows, id_column, label, settings, problem.task, root)
     units = read_table(resolve(catalog.UNITS, root), "features")
     events = read_table(resolve(catalog.EVENTS, root), "features")
     labelled = read_table(resolve(catalog.SNAPSHOTS, root), "features")
     snapshots = pd.concat([labelled, read_table(resolve(catalog.SERVING_SNAPSHOT, root), "features")])
     attributes = [c for c in units.columns if c != id_column]
     table = build_features(units, events, snapshots, id_column, list(settings["windows_days"]), attributes)
+    return guarded(table, lambda: write_splits(table, label, root, "int64" if problem.task == "binary"
+                                               else labelled[label].dtype), id_column, label, settings, problem.task, root)
+
+def guarded(table: pd.DataFrame, rows, id_column: str, label: str, settings: Mapping, task: str, root: Path) -> dict:
+    """The spec of `table`'s columns and the leakage guard on its training rows (the stage fails on a flagged feature
+    not accepted by name); then the split tables' rows (`rows`: the counts, or the call that writes them) and the spec."""
     spec = {**feature_spec(table, id_column, label, list(settings["categorical"])),
             "impute_numeric": settings["impute_numeric"], "min_category_frequency": settings["min_category_frequency"]}
     verdicts = leakage_verdicts(table[table["split"] == "train"], spec["numeric"] + spec["categorical"], label,
-                                settings.get("leakage"), task=problem.task)
-    write_leakage_report(verdicts, root, problem.task)
+                                settings.get("leakage"), task=task)
+    write_leakage_report(verdicts, root, task)
     refuse_leaks(verdicts)
-    rows = write_splits(table, label, root, "int64" if problem.task == "binary" else labelled[label].dtype)
+    rows = rows() if callable(rows) else rows
     write_json(spec, resolve(catalog.FEATURE_SPEC, root))
     return {"rows": rows, "numeric": spec["numeric"], "categorical": spec["categorical"],
             "leaks_accepted": [v["feature"] for v in verdicts if v["verdict"] == "accepted"]}

@@ -8,26 +8,34 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, chdir, nullcontext
+import shutil
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, chdir, closing, nullcontext
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import catalog
 from ..core import StageError, project_root, resolve
 from ..params import params_contract
+from ..spark import (
+    bucket_path, check_engine, fresh_folder, run_per_bucket, spark_for, with_engine, write_bucket)
 from ..tables import TABLE_FORMATS, read_table, require_columns, require_rows, write_json, write_table
 from ..project import will_exist
 
 # %% auto #0
 __all__ = ['DATABASE_NOT_FOUND', 'NO_FILE_MATCHES', 'FILE_DATABASES', 'SECRET_QUERY_KEYS', 'MISSING_TABLE', 'MISSING_FILE',
-           'DATA_FILE', 'REMOTE', 'DOTENV', 'SOURCE_SCHEMA', 'PARAMS_SCHEMA', 'database_url', 'database_file',
-           'masked_url', 'shown_url', 'engine_options', 'query_folder', 'plain_types', 'missing_file_problem',
-           'query_error', 'read_sql_source', 'query_files', 'missing_query_file', 'env_name', 'refuse_password',
-           'load_dotenv_file', 'source_url', 'read_file_source', 'read_source', 'gather', 'check_inputs', 'run']
+           'DATA_FILE', 'REMOTE', 'DOTENV', 'SQL_CHUNK_ROWS', 'MAX_PARTS', 'FILES_FIX', 'QUERY_FIX', 'SOURCE_SCHEMA',
+           'PARAMS_SCHEMA', 'database_url', 'database_file', 'masked_url', 'shown_url', 'engine_options',
+           'query_folder', 'plain_types', 'missing_file_problem', 'query_error', 'sql_frames', 'read_sql_source',
+           'query_files', 'missing_query_file', 'env_name', 'refuse_password', 'load_dotenv_file', 'source_url',
+           'source_files', 'read_file_source', 'source_key', 'located', 'read_source', 'replace_table', 'gather',
+           'pending_folder', 'type_sample', 'file_types', 'with_gaps', 'sql_types', 'write_part', 'task_error',
+           'file_part_task', 'conform_part', 'one_schema', 'raise_failed', 'conform_parts', 'shown_file', 'sql_parts',
+           'gather_source_on_spark', 'put_in_place', 'gather_on_spark', 'check_inputs', 'run']
 
 # %% ../../../nbs/03_gather.ipynb #03c005
 DATABASE_NOT_FOUND, NO_FILE_MATCHES = "database file not found", "no file matches this path"
@@ -124,8 +132,9 @@ def query_error(stage: str, shown: str, query: str, detail: str) -> StageError:
     return StageError(stage, shown, (table[1] or table[2]) if table else "query",
                       f"query failed: {detail} (query: {query})")
 
-def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
-    "Run `query` against the database at `url`; name the source when it cannot be read."
+def sql_frames(url: str, query: str, stage: str = "gather", root: Path | None = None, chunk_rows: int | None = None):
+    """The result of `query` against the database at `url`: one frame, or with `chunk_rows` a frame of that many rows
+    at a time (at least one, streamed from the server); name the source when it cannot be read."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
@@ -146,11 +155,21 @@ def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | No
                     "~/.pgpass)" if full.get_backend_name() == "postgresql" and "password" in detail else "")
             raise StageError(stage, shown, None, f"cannot connect: {detail}{hint}") from None
         with conn, query_folder(url, root):
-            return plain_types(pd.read_sql(text(query), conn, coerce_float=True), stage, shown)
+            if chunk_rows is None:
+                yield plain_types(pd.read_sql(text(query), conn, coerce_float=True), stage, shown)
+                return
+            for chunk in pd.read_sql(text(query), conn.execution_options(stream_results=True), coerce_float=True,
+                                     chunksize=chunk_rows):
+                yield plain_types(chunk, stage, shown)
     except SQLAlchemyError as e:
         raise query_error(stage, shown, query, str(getattr(e, "orig", None) or e).splitlines()[0]) from None
     finally:
         engine.dispose()
+
+def read_sql_source(url: str, query: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
+    "Run `query` against the database at `url`; name the source when it cannot be read."
+    with closing(sql_frames(url, query, stage, root)) as frames:
+        return next(frames)
 
 # %% ../../../nbs/03_gather.ipynb #03c041
 _SQL_QUOTED_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.S)
@@ -234,31 +253,52 @@ def source_url(name: str, source: Mapping, stage: str = "gather") -> str:
     return os.environ[var]
 
 # %% ../../../nbs/03_gather.ipynb #03c009
-def read_file_source(pattern: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
-    "Read one Parquet/CSV file or every file matching a glob, in sorted order, as one table."
+def source_files(pattern: str, stage: str = "gather", root: Path | None = None) -> list[str]:
+    "The Parquet/CSV files that `pattern` (a file or a glob) matches, in sorted order; at least one."
     files = sorted(glob.glob(str(resolve(pattern, root))))
     if not files:
         raise StageError(stage, pattern, None, NO_FILE_MATCHES)
     unknown = [f for f in files if Path(f).suffix not in TABLE_FORMATS]
     if unknown:
         raise StageError(stage, unknown[0], None, f"unsupported file type (use {' or '.join(TABLE_FORMATS)})")
-    return pd.concat([read_table(f, stage) for f in files], ignore_index=True)
+    return files
+
+def read_file_source(pattern: str, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
+    "Read one Parquet/CSV file or every file matching a glob, in sorted order, as one table."
+    return pd.concat([read_table(f, stage) for f in source_files(pattern, stage, root)], ignore_index=True)
 
 # %% ../../../nbs/03_gather.ipynb #03c012
+def source_key(source: Mapping) -> str:
+    "The parameter that says where a source is: `path` (files), `url_env` or `url` (SQL)."
+    return "path" if "path" in source else "url_env" if "url_env" in source else "url"
+
+def located(e: StageError, name: str, key: str, stage: str = "gather") -> StageError:
+    "`e`, naming the source's parameter when it is about an unreadable location (no field) or a failed query."
+    if e.field not in (None, "query"):
+        return e
+    return StageError(stage, e.source, f"gather.{name}.{key if e.field is None else 'query'}", e.problem)
+
 def read_source(name: str, source: dict, stage: str = "gather", root: Path | None = None) -> pd.DataFrame:
     "Read one configured source and check it has rows and its required columns."
-    key = "path" if "path" in source else "url_env" if "url_env" in source else "url"
+    key = source_key(source)
     url = None if key == "path" else source_url(name, source, stage)
     try:
         df = read_file_source(source["path"], stage, root) if url is None \
             else read_sql_source(url, source["query"], stage, root)
     except StageError as e:
-        if e.field in (None, "query"):  # an unreadable location or a failed query: name the parameter
-            raise StageError(stage, e.source, f"gather.{name}.{key if e.field is None else 'query'}", e.problem) from None
-        raise
+        raise located(e, name, key, stage) from None
     shown = source["path"] if url is None else masked_url(url)
     require_columns(df, source.get("required_columns", []), stage, f"{name} source {shown}")
     return require_rows(df, stage, f"{name} source {shown}")
+
+def replace_table(df: pd.DataFrame, path: Path) -> Path:
+    "Write `df` to `path`, in place of the file there or of the folder of part files an earlier run on Spark left."
+    if not path.is_dir():
+        return write_table(df, path)
+    written = write_table(df, path.with_name(f".{path.name}.file"))   # the folder goes only once the file is whole
+    shutil.rmtree(path)
+    os.replace(written, path)
+    return path
 
 def gather(sources: dict, root: Path | None = None) -> dict:
     "Read every source and write it to `data/raw/<name>.parquet`; return the row counts."
@@ -266,8 +306,209 @@ def gather(sources: dict, root: Path | None = None) -> dict:
     load_dotenv_file(root)   # credentials from .env reach libpq (PGPASSWORD) and `url_env`
     tables = {name: read_source(name, source, root=root) for name, source in sources.items()}
     for name, df in tables.items():   # write only after every source was read successfully
-        write_table(df, resolve(catalog.raw_table(name), root))
+        replace_table(df, resolve(catalog.raw_table(name), root))
         counts[name] = {"rows": len(df), "columns": df.shape[1]}
+    return counts
+
+# %% ../../../nbs/03_gather.ipynb #03c051
+SQL_CHUNK_ROWS = 200_000   # rows of a query's result the driver holds at a time on the Spark engine: one part each
+MAX_PARTS = 100_000        # part-00000 to part-99999 sort by name in the parts' order
+
+def pending_folder(path: Path) -> Path:
+    "The folder beside table `path` where the Spark engine writes its parts until every source has passed."
+    return path.with_name(f".{path.name}.gathering")
+
+def type_sample(df: pd.DataFrame) -> pd.DataFrame:
+    """A row per column standing for the column's type in a concatenation: its first value that is not missing, else
+    its first (missing) value; no row when `df` has none. `pd.concat` types a column from the parts' types and from
+    whether a part holds only missing values, so the parts' samples concatenate to the types the parts would."""
+    if len(df) == 0 or df.shape[1] == 0:
+        return df.iloc[:0]
+    picked = []
+    for i in range(df.shape[1]):
+        present = df.iloc[:, i].notna().to_numpy().nonzero()[0]
+        picked.append(df.iloc[[present[0] if len(present) else 0], i].reset_index(drop=True))
+    return pd.concat(picked, axis=1, keys=range(len(picked))).set_axis(df.columns, axis=1)
+
+def file_types(samples: list[pd.DataFrame]) -> pd.Series:
+    "The columns and types of the files' concatenation, as `pd.concat` gives them: the files' samples concatenated."
+    return pd.concat(samples, ignore_index=True).dtypes
+
+def with_gaps(dtype):
+    "The type a column of `dtype` takes when it gains missing values: whole numbers become floats, booleans objects."
+    return np.dtype("float64") if dtype.kind in "iu" else np.dtype(object) if dtype.kind == "b" else dtype
+
+def sql_types(samples: list[pd.DataFrame]) -> pd.Series:
+    """The types of a query's columns as pandas gives them reading the whole result, from its chunks' samples: pandas
+    types a whole column's values at once, so a chunk holding only NULLs leaves the other chunks' type, with room for
+    missing values; a column NULL in every chunk is object."""
+    types = {}
+    for i, column in enumerate(samples[0].columns):
+        parts = [s.iloc[:, i] for s in samples]
+        typed = [p for p in parts if p.notna().any()]
+        if not typed:
+            types[column] = np.dtype(object)
+            continue
+        dtype = pd.concat(typed, ignore_index=True).dtype
+        types[column] = dtype if len(typed) == len(parts) else with_gaps(dtype)
+    return pd.Series(types, dtype=object)
+
+# %% ../../../nbs/03_gather.ipynb #03c053
+def write_part(df: pd.DataFrame, folder: Path, part: int, origin: str, schema=None) -> dict:
+    "Write `df` as part `part` of `folder`; return what the driver learns of it: where its rows came from, how many, their types."
+    import pyarrow.parquet as pq
+    path = write_bucket(df, folder, part, schema)
+    return {"origin": origin, "rows": len(df), "sample": type_sample(df), "schema": pq.read_schema(path)}
+
+def task_error(e: Exception, origin: str) -> dict:
+    "A failed task's summary: its error, for the driver to raise (a task that raised would be retried by Spark, in vain)."
+    if isinstance(e, StageError):
+        return {"origin": origin, "error": (e.source, e.field, e.problem)}
+    return {"origin": origin, "error": (origin, None, f"cannot read it: {type(e).__name__}: {e}")}
+
+def file_part_task(files: list[str], folder: Path, origins: list[str], stage: str = "gather") -> Callable[[int], dict]:
+    "A task writing file `i` of `files` as part `i` of `folder`, read as the pandas engine reads it (`read_table`)."
+    def task(i: int) -> dict:
+        try:
+            return write_part(read_table(files[i], stage), folder, i, origins[i])
+        except Exception as e:
+            return task_error(e, origins[i])
+    return task
+
+def conform_part(folder: Path, part: int, types: pd.Series, origin: str, schema=None) -> dict:
+    """Rewrite part `part` of `folder` with the table's columns and `types`, cast as `pd.concat` casts (a column the
+    part lacks is missing in its rows), and with the Arrow `schema` when given."""
+    import pyarrow.parquet as pq
+    try:
+        df = pq.read_table(bucket_path(folder, part)).to_pandas()
+        return write_part(df.reindex(columns=types.index).astype(types.to_dict()), folder, part, origin, schema)
+    except Exception as e:
+        return task_error(e, origin)
+
+def _same_types(a: pd.Series, b: pd.Series) -> bool:
+    return list(a.index) == list(b.index) and all(x == y for x, y in zip(a, b))
+
+def one_schema(summaries: list[dict], stage: str, source: str, fix: str):
+    """The Arrow schema of the parts, now of one pandas type per column: per column the one Arrow type the parts hold (a
+    part holding only nulls takes it); a `StageError` naming the column and two parts when they hold two."""
+    import pyarrow as pa
+    fields = []
+    for i, name in enumerate(summaries[0]["schema"].names):
+        held = [(s["origin"], s["schema"].field(i).type) for s in summaries if s["schema"].field(i).type != pa.null()]
+        other = next(((origin, kind) for origin, kind in held if kind != held[0][1]), None)
+        if other is not None:
+            raise StageError(stage, source, name, f"it holds {held[0][1]} values in {held[0][0]} but {other[1]} in "
+                             f"{other[0]}, which one Parquet column cannot hold (the pandas engine fails writing them "
+                             f"too): {fix}")
+        fields.append(pa.field(name, held[0][1] if held else pa.null()))
+    return pa.schema(fields)
+
+def raise_failed(summaries: list[dict], stage: str = "gather") -> None:
+    "Raise the error of the first part that failed, as its task reported it."
+    failed = next((s for s in summaries if "error" in s), None)
+    if failed is not None:
+        raise StageError(stage, *failed["error"])
+
+def conform_parts(summaries: list[dict], types: pd.Series, folder: Path, run_tasks: Callable, stage: str, source: str,
+                  fix: str) -> list[dict]:
+    """Make the parts of `folder` one table: rewrite those whose columns or types differ from `types`, then those whose
+    Arrow types differ from the parts' one schema. `run_tasks(n, task)` runs `task(k)` for k < n (on the executors,
+    or here). Parts that agree already, the usual case, are not touched."""
+    origins = [s["origin"] for s in summaries]
+    def rewrite(todo: list[int], schema=None) -> None:
+        if not todo:
+            return
+        done = run_tasks(len(todo), lambda k: conform_part(folder, todo[k], types, origins[todo[k]], schema))
+        raise_failed(done, stage)
+        for i, summary in zip(todo, done):
+            summaries[i] = summary
+    rewrite([i for i, s in enumerate(summaries) if not _same_types(s["sample"].dtypes, types)])
+    schema = one_schema(summaries, stage, source, fix)
+    rewrite([i for i, s in enumerate(summaries) if s["schema"].types != schema.types], schema)
+    return summaries
+
+# %% ../../../nbs/03_gather.ipynb #03c055
+FILES_FIX = ("make the files agree (e.g. ids written with the same leading zeros in every file), or read them with "
+             "DuckDB, which casts: url: duckdb:///:memory: and a query over read_csv(..., types={...})")
+QUERY_FIX = "CAST the column to one type in the query"
+
+def shown_file(file: str | Path, root: Path | None = None) -> str:
+    "`file` as messages show it: from the project root when under it."
+    try:
+        return str(Path(file).relative_to(Path(root) if root is not None else project_root()))
+    except (ValueError, FileNotFoundError):
+        return str(file)
+
+def sql_parts(url: str, query: str, folder: Path, stage: str = "gather", root: Path | None = None,
+              chunk_rows: int = SQL_CHUNK_ROWS) -> list[dict]:
+    "Run `query` on the driver, writing its result `chunk_rows` rows at a time as the parts of `folder`: bounded memory."
+    summaries, first = [], 0
+    with closing(sql_frames(url, query, stage, root, chunk_rows)) as chunks:
+        for part, chunk in enumerate(chunks):
+            summaries.append(write_part(chunk, folder, part, f"rows {first + 1}-{first + len(chunk)} of the result"))
+            first += len(chunk)
+    return summaries
+
+def gather_source_on_spark(spark, name: str, source: Mapping, folder: Path, root: Path | None = None,
+                           chunk_rows: int = SQL_CHUNK_ROWS, stage: str = "gather") -> dict:
+    """Write source `name` as the parts of `folder` (files: a task per file on the executors; SQL: chunks from the
+    driver), check its required columns and rows from the parts' summaries, make the parts one schema; its counts."""
+    key = source_key(source)
+    url = None if key == "path" else source_url(name, source, stage)
+    shown = source["path"] if url is None else masked_url(url)
+    try:
+        if url is None:
+            files = source_files(source["path"], stage, root)
+            if len(files) > MAX_PARTS:
+                raise StageError(stage, source["path"], None, f"{len(files)} files: the Spark engine writes a part "
+                                 f"per file, at most {MAX_PARTS}; merge some, or gather with engine: pandas")
+            summaries = run_per_bucket(spark, len(files), file_part_task(files, folder, [shown_file(f, root) for f in files], stage))
+        else:
+            summaries = sql_parts(url, source["query"], folder, stage, root, chunk_rows)
+        raise_failed(summaries, stage)
+    except StageError as e:
+        raise located(e, name, key, stage) from None
+    samples = [s["sample"] for s in summaries]
+    types, rows = file_types(samples) if url is None else sql_types(samples), sum(s["rows"] for s in summaries)
+    require_columns(pd.DataFrame(columns=types.index), source.get("required_columns", []), stage, f"{name} source {shown}")
+    require_rows(pd.DataFrame(index=range(rows)), stage, f"{name} source {shown}")
+    run_tasks = (lambda n, task: run_per_bucket(spark, n, task)) if url is None else (lambda n, task: [task(k) for k in range(n)])
+    conform_parts(summaries, types, folder, run_tasks, stage, f"{name} source {shown}", FILES_FIX if url is None else QUERY_FIX)
+    return {"rows": rows, "columns": len(types)}
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+def put_in_place(folder: Path, path: Path) -> Path:
+    "Move the finished `folder` to `path`, replacing what an earlier run left there (a folder, or the pandas engine's file)."
+    old = path.with_name(f".{path.name}.replaced")
+    _remove(old)
+    if path.exists() or path.is_symlink():
+        os.replace(path, old)
+    os.replace(folder, path)
+    _remove(old)
+    return path
+
+def gather_on_spark(sources: dict, spark, root: Path | None = None, chunk_rows: int | None = None) -> dict:
+    """`gather` on Spark: every source written as a folder of parts beside its table, moved into `data/raw/` once every
+    source has passed (a failure leaves `data/raw/` as it was); the row and column counts. `spark` may be None when
+    every source is SQL; `chunk_rows` is `SQL_CHUNK_ROWS` unless given."""
+    load_dotenv_file(root)
+    counts, pending = {}, {}
+    try:
+        for name, source in sources.items():
+            path = resolve(catalog.raw_table(name), root)
+            pending[path] = fresh_folder(pending_folder(path))
+            counts[name] = gather_source_on_spark(spark, name, source, pending[path], root, chunk_rows or SQL_CHUNK_ROWS)
+    except BaseException:
+        for folder in pending.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    for path, folder in pending.items():
+        put_in_place(folder, path)
     return counts
 
 # %% ../../../nbs/03_gather.ipynb #03c015
@@ -277,12 +518,14 @@ SOURCE_SCHEMA = {"type": "object", "properties": {
     "path": {"type": "string", "minLength": 1},
     "required_columns": {"type": "array", "items": {"type": "string"}}},
     "oneOf": [{"required": ["url", "query"]}, {"required": ["url_env", "query"]}, {"required": ["path"]}]}
-PARAMS_SCHEMA = params_contract("gather", {}, required=[], minProperties=1,   # any names: data/raw/<name>.parquet
-                                additionalProperties=SOURCE_SCHEMA)
+PARAMS_SCHEMA = with_engine(params_contract("gather", {}, required=[], minProperties=1,   # any names: data/raw/<name>.parquet
+                                            additionalProperties=SOURCE_SCHEMA))
 
 def check_inputs(params: Mapping, root: Path) -> None:
     """Every file source matches a file, every SQLite or DuckDB database exists, and every file a DuckDB query names in
-    quotes (`query_files`) matches one, now or once the stage writing it has run; no URL holds a password."""
+    quotes (`query_files`) matches one, now or once the stage writing it has run; no URL holds a password; Spark can
+    run when params.yaml asks for it."""
+    check_engine(params, "gather")
     for name, source in (params.get("gather") or {}).items():
         if "path" in source and not will_exist(source["path"], root):
             raise StageError("gather", source["path"], f"gather.{name}.path", NO_FILE_MATCHES)
@@ -298,6 +541,13 @@ def check_inputs(params: Mapping, root: Path) -> None:
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     "Gather every source named under `gather:` into `data/raw/`; write and return the row and column counts."
     root = project_root() if root is None else Path(root)
-    summary = gather({name: dict(source) for name, source in params["gather"].items()}, root)
+    sources = {name: dict(source) for name, source in params["gather"].items()}
+    engine = params["engine"] if "engine" in list(params) else "pandas"   # pandas when params.yaml has no engine
+    if engine == "spark":   # a Spark session only for file sources: SQL is read on the driver
+        files = any("path" in source for source in sources.values())
+        with spark_for(params["spark"], "gather") if files else nullcontext() as spark:
+            summary = gather_on_spark(sources, spark, root)
+    else:
+        summary = gather(sources, root)
     write_json(summary, resolve(catalog.GATHER_SUMMARY, root))
     return summary

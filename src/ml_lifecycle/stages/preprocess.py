@@ -5,6 +5,7 @@
 # %% ../../../nbs/05_preprocess.ipynb #05c003
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,14 +21,17 @@ from ..tables import read_table, require_columns, require_rows, write_json, writ
 from ..project import visible_columns, visible_values
 from ..modelling import EVENT_LABELS, Problem, event_label, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
+from ..spark import check_engine, data_engine, spark_for, with_engine
 
 # %% auto #0
 __all__ = ['EVENT_NAMES', 'QUANTITY', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'columns_page',
            'clean_units', 'event_columns', 'event_fields', 'require_event_columns', 'type_events', 'units_from_events',
-           'amount_cap', 'clean_events', 'snapshot_cutoffs', 'require_event_span', 'signed_up', 'label_snapshots',
+           'amount_cap', 'usable_events', 'capped_events', 'clean_events', 'snapshot_cutoffs', 'require_event_span',
+           'signed_up', 'snapshot_labels', 'require_labelled_splits', 'label_snapshots', 'serving_rows',
            'serving_snapshot', 'label_token', 'known_labels', 'positive_classes', 'is_positive',
            'require_positive_class', 'class_labels', 'number_labels', 'label_from_column', 'require_both_splits',
            'split_table', 'date_columns', 'labels_from_events', 'no_events', 'labels_from_column', 'split_report',
+           'bucket_key', 'tail_size', 'quantile_from_tail', 'merged_decisions', 'spark_labels_from_events',
            'check_event_log', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
@@ -149,9 +153,9 @@ def amount_cap(events: pd.DataFrame, before: pd.Timestamp, quantile: float) -> f
         raise StageError("preprocess", f"{catalog.RAW}/events.parquet", "timestamp", f"no purchases before {before:%Y-%m-%d}")
     return float(fit.quantile(quantile))
 
-def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap_before: pd.Timestamp,
-                 cap_quantile: float, stage: str = "preprocess") -> tuple[pd.DataFrame, dict]:
-    "Typed, deduplicated purchases of known customers with positive, capped amounts; and counts of what changed."
+def usable_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, stage: str = "preprocess"
+                  ) -> tuple[pd.DataFrame, dict]:
+    "Typed, deduplicated purchases of known customers with positive amounts; and counts of what was dropped."
     df = raw.copy()
     df["timestamp"] = pd.to_datetime(df["timestamp"], errors="coerce")
     df["amount"] = pd.to_numeric(df["amount"], errors="coerce")
@@ -169,14 +173,22 @@ def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap
                          f"{df[id_column].iloc[0]!r}), the unit table {customer_ids.dtype} ones (e.g. "
                          f"{customer_ids.iloc[0]!r}); write both the same way in the sources")
     report["orphan_events"] = int((~known).sum())
-    df = df[known]
-    cap = amount_cap(df, cap_before, cap_quantile)
-    report["amount_cap"] = round(cap, 2)
-    report["amounts_capped"] = int((df["amount"] > cap).sum())
+    return df[known], report
+
+def capped_events(df: pd.DataFrame, cap: float, id_column: str) -> tuple[pd.DataFrame, dict]:
+    "Amounts capped at `cap`, the events in time order (then by id, then as they came); and the counts."
+    df = df.copy()
+    report = {"amount_cap": round(cap, 2), "amounts_capped": int((df["amount"] > cap).sum())}
     df["amount"] = df["amount"].clip(upper=cap)
     report["events_out"] = len(df)
-    df = df.sort_values(["timestamp", id_column], kind="stable").reset_index(drop=True)
-    return require_rows(df, stage, f"{catalog.RAW}/events.parquet", "purchases left"), report
+    return df.sort_values(["timestamp", id_column], kind="stable").reset_index(drop=True), report
+
+def clean_events(raw: pd.DataFrame, customer_ids: pd.Series, id_column: str, cap_before: pd.Timestamp,
+                 cap_quantile: float, stage: str = "preprocess") -> tuple[pd.DataFrame, dict]:
+    "Typed, deduplicated purchases of known customers with positive, capped amounts; and counts of what changed."
+    df, report = usable_events(raw, customer_ids, id_column, stage)
+    df, capping = capped_events(df, amount_cap(df, cap_before, cap_quantile), id_column)
+    return require_rows(df, stage, f"{catalog.RAW}/events.parquet", "purchases left"), {**report, **capping}
 
 # %% ../../../nbs/05_preprocess.ipynb #05c011
 def snapshot_cutoffs(problem: Problem, train_snapshots: int) -> dict[pd.Timestamp, str]:
@@ -213,19 +225,15 @@ def signed_up(customers: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
     "Which customers had signed up before `when`: all of them when the unit table has no signup date."
     return customers["signup_date"] < when if "signup_date" in customers else pd.Series(True, index=customers.index)
 
-def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict[pd.Timestamp, str],
-                    problem: Problem, stage: str = "preprocess", label: str = "churn") -> pd.DataFrame:
+def snapshot_labels(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict[pd.Timestamp, str],
+                    problem: Problem, label: str = "churn") -> pd.DataFrame:
     """Customers active at each cutoff, with the cutoff, the split and the label of the `horizon_days` after it:
-    churn (1: no event in them, as int64) or spend (the sum of the event amounts in them, 0 for none, as float64)."""
+    churn (1: no event in them, as int64) or spend (the sum of the event amounts in them, 0 for none, as float64).
+    Sorted by cutoff, then id. A function of whole customers: on a bucket of them, it gives that bucket's rows."""
     idc, horizon = problem.id_column, pd.Timedelta(days=problem.horizon_days)
     window = pd.Timedelta(days=problem.active_window_days)
-    last_event = events["timestamp"].max()
     rows = []
     for cutoff, split in cutoffs.items():
-        if last_event < cutoff + horizon - pd.Timedelta(days=1):
-            raise StageError(stage, f"{catalog.RAW}/events.parquet", "timestamp",
-                             f"purchases end on {last_event:%Y-%m-%d}, before the label window of cutoff "
-                             f"{cutoff:%Y-%m-%d} closes ({cutoff + horizon:%Y-%m-%d}); move problem.cutoff_date earlier")
         ts = events["timestamp"]
         active = events.loc[(ts >= cutoff - window) & (ts < cutoff), idc].unique()
         active = customers.loc[customers[idc].isin(active) & signed_up(customers, cutoff), idc]
@@ -236,7 +244,11 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
         else:
             y = (~active.isin(set(after[idc]))).astype("int64")
         rows.append(pd.DataFrame({idc: active.to_numpy(), "cutoff": cutoff, "split": split, problem.label: y.to_numpy()}))
-    snapshots = pd.concat(rows, ignore_index=True)
+    return pd.concat(rows, ignore_index=True).sort_values(["cutoff", idc], kind="stable").reset_index(drop=True)
+
+def require_labelled_splits(snapshots: pd.DataFrame, problem: Problem, stage: str = "preprocess", label: str = "churn"
+                            ) -> None:
+    "Raise a `StageError` unless both the training and the hold-out snapshots hold rows, and a label that varies."
     for split in ("train", "test"):
         part = snapshots[snapshots["split"] == split]
         require_rows(part, stage, f"{catalog.RAW}/events.parquet", f"active customers in the {split} snapshots")
@@ -247,19 +259,36 @@ def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict
         if part[problem.label].nunique() < 2:
             raise StageError(stage, f"{catalog.RAW}/events.parquet", problem.label,
                              f"the {split} snapshots hold only one class; a classifier needs both")
-    return snapshots.sort_values(["cutoff", idc], kind="stable").reset_index(drop=True)
+
+def label_snapshots(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict[pd.Timestamp, str],
+                    problem: Problem, stage: str = "preprocess", label: str = "churn") -> pd.DataFrame:
+    "`snapshot_labels`, once every cutoff's label window closes inside the events, checked by `require_labelled_splits`."
+    horizon, last_event = pd.Timedelta(days=problem.horizon_days), events["timestamp"].max()
+    for cutoff in cutoffs:
+        if last_event < cutoff + horizon - pd.Timedelta(days=1):
+            raise StageError(stage, f"{catalog.RAW}/events.parquet", "timestamp",
+                             f"purchases end on {last_event:%Y-%m-%d}, before the label window of cutoff "
+                             f"{cutoff:%Y-%m-%d} closes ({cutoff + horizon:%Y-%m-%d}); move problem.cutoff_date earlier")
+    snapshots = snapshot_labels(customers, events, cutoffs, problem, label)
+    require_labelled_splits(snapshots, problem, stage, label)
+    return snapshots
 
 # %% ../../../nbs/05_preprocess.ipynb #05c014
+def serving_rows(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, problem: Problem) -> pd.DataFrame:
+    "Customers active on `as_of`, in id order, with no label (a function of whole customers, as `snapshot_labels`)."
+    idc, ts = problem.id_column, events["timestamp"]
+    active = events.loc[(ts >= as_of - pd.Timedelta(days=problem.active_window_days)) & (ts < as_of), idc].unique()
+    active = customers.loc[customers[idc].isin(active) & signed_up(customers, as_of), idc]
+    return pd.DataFrame({idc: np.sort(active.to_numpy()), "cutoff": as_of, "split": "serving"})
+
 def serving_snapshot(customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp, problem: Problem,
                      stage: str = "preprocess") -> pd.DataFrame:
     "Customers active on `as_of`, with no label: the batch to score."
-    idc, ts = problem.id_column, events["timestamp"]
-    if as_of > ts.max() + pd.Timedelta(days=1):
+    last = events["timestamp"].max()
+    if as_of > last + pd.Timedelta(days=1):
         raise StageError(stage, "params.yaml", "preprocess.event_history.serving_as_of",
-                         f"{as_of:%Y-%m-%d} is after the purchases end ({ts.max():%Y-%m-%d}): nothing is known about it")
-    active = events.loc[(ts >= as_of - pd.Timedelta(days=problem.active_window_days)) & (ts < as_of), idc].unique()
-    active = customers.loc[customers[idc].isin(active) & signed_up(customers, as_of), idc]
-    snapshot = pd.DataFrame({idc: np.sort(active.to_numpy()), "cutoff": as_of, "split": "serving"})
+                         f"{as_of:%Y-%m-%d} is after the purchases end ({last:%Y-%m-%d}): nothing is known about it")
+    snapshot = serving_rows(customers, events, as_of, problem)
     return require_rows(snapshot, stage, f"{catalog.RAW}/events.parquet", f"customers active on {as_of:%Y-%m-%d}")
 
 # %% ../../../nbs/05_preprocess.ipynb #05c017
@@ -441,8 +470,137 @@ def split_report(snapshots: pd.DataFrame, label: str, task: str = "binary") -> p
         return grouped.agg(rows="size", mean="mean", median="median", min="min", max="max")
     return snapshots.groupby("split").agg(rows=(label, "size"), positive_rate=(label, "mean"))
 
+# %% ../../../nbs/05_preprocess.ipynb #05c021s
+def bucket_key(ids: pd.Series) -> pd.Series:
+    "An id as the buckets hash it: text as written, whole floats without `.0`; an event and its unit share a bucket."
+    return as_text(ids).astype(object)
+
+def tail_size(n: int, quantile: float) -> int:
+    "How many of the largest of `n` values the `quantile` reaches into (pandas' linear interpolation)."
+    return n - int(np.floor((n - 1) * np.true_divide(quantile * 100.0, 100)))
+
+def quantile_from_tail(tail: np.ndarray, n: int, quantile: float) -> float:
+    """The `quantile` of `n` values as pandas computes it (`Series.quantile`: numpy's linear interpolation, of
+    quantile * 100 / 100) from `tail`, the sorted `tail_size(n, quantile)` largest (or more) of them."""
+    virtual = (n - 1) * np.true_divide(np.asarray(quantile * 100.0), 100)
+    below = np.floor(virtual)
+    gamma, offset = virtual - below, n - len(tail)
+    a, b = tail[int(below) - offset], tail[min(int(below) + 1, n - 1) - offset]
+    diff = b - a
+    return float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
+
+def merged_decisions(results: list[dict], source: str, stage: str = "preprocess") -> list[dict]:
+    """The event table's typing decisions for the whole log, from each bucket's: those of the bucket holding the log's
+    first row, with each column's missing share over every row. Buckets that read a column otherwise are refused."""
+    filled = [r for r in results if r["rows"]]
+    first = min(filled, key=lambda r: r["first_row"])
+    for other in filled:
+        for mine, theirs in zip(first["decisions"], other["decisions"]):
+            if (mine["column"], mine["type"]) != (theirs["column"], theirs["type"]) or (
+                    mine["type"] not in ("id", "event id") and mine["why"] != theirs["why"]):
+                raise StageError(stage, source, mine["column"],
+                                 f"read one way in some rows ({mine['why']}) and another in others ({theirs['why']}): "
+                                 "write the column one way throughout, or convert it in the source's query")
+    rows = sum(r["rows"] for r in filled)
+    return [{**d, "missing_share": round(sum(r["missing"][d["column"]] for r in filled) / rows, 4)}
+            for d in first["decisions"]]
+
+def _summed(results: list[dict], key: str) -> dict:
+    "The counts under `key` of every bucket's summary, added, in the first one's order."
+    return {name: sum(r[key][name] for r in results) for name in results[0][key]}
+
+def spark_labels_from_events(spark, units: pd.DataFrame | None, units_table: str | None, history: Mapping, id_column: str,
+                             problem: Problem, buckets: int, root: Path, stage: str = "preprocess") -> tuple:
+    """`labels_from_events` on Spark, per bucket of units: the unit, event, snapshot and serving tables written as
+    folders of bucket files. Returns the event counts (as `clean_events` reports them), the event table's typing
+    decisions, the split and label of every snapshot, and the rows of units, events and serving."""
+    from ml_lifecycle.spark import (ORDER, bucket_of, bucket_path, fresh_folder, per_bucket_of_files, run_per_bucket,
+                                    unify_parts, write_bucket)
+    from ml_lifecycle.tables import parquet_parts
+    history = history.to_dict() if hasattr(history, "to_dict") else dict(history)
+    source = f"{catalog.RAW}/{history['table']}.parquet"
+    signup = history.get("signup_column")
+    if units is not None and signup:
+        require_columns(units, [signup], stage, units_table)
+        units = units.rename(columns={signup: "signup_date"})
+    cutoff = problem.require_event_settings(stage).cutoff_date
+    raw_id = next(c for c, inside in event_columns(history, id_column).items() if inside == id_column)
+    files = parquet_parts(resolve(catalog.raw_table(history["table"]), root))
+    work = fresh_folder(resolve(catalog.INTERIM, root) / ".spark-events")   # each bucket's events before the cap
+    out = {path: str(fresh_folder(resolve(path, root)))
+           for path in (catalog.UNITS, catalog.EVENTS, catalog.SNAPSHOTS, catalog.SERVING_SNAPSHOT)}
+    unit_folder, work = out[catalog.UNITS], str(work)
+    if units is not None:   # cleaned here, as on pandas; each bucket's task reads its own units
+        codes = bucket_of(bucket_key(units[id_column]), buckets)
+        for bucket in range(buckets):
+            write_bucket(units[codes == bucket], unit_folder, bucket)
+    with_units = units is not None
+
+    def usable(bucket: int, raw: pd.DataFrame) -> dict:   # on an executor: type, drop, count; no cap yet
+        first_row = int(raw[ORDER].min()) if len(raw) else None
+        raw = raw.drop(columns=ORDER)
+        events, decisions = type_events(raw, history, id_column, source, stage)
+        known = pd.read_parquet(bucket_path(unit_folder, bucket), columns=[id_column])[id_column] if with_units else \
+            pd.Series(events[id_column].dropna().unique(), dtype=events[id_column].dtype)
+        events, report = usable_events(events, known, id_column, stage)
+        write_bucket(events, work, bucket)
+        ts = events["timestamp"]
+        return {"rows": len(raw), "first_row": first_row, "decisions": decisions, "report": report,
+                "missing": {c: round(missing_share(raw[c]) * len(raw)) for c in raw.columns},
+                "first": None if ts.empty else str(ts.min()), "last": None if ts.empty else str(ts.max()),
+                "fit": int((ts < cutoff).sum())}
+
+    results = per_bucket_of_files(spark, files, bucket_key, buckets, usable, column=raw_id)
+    decisions, report = merged_decisions(results, source, stage), _summed(results, "report")
+    n = sum(r["fit"] for r in results)
+    if not n:
+        if not sum(r["report"]["events_in"] for r in results) or all(r["first"] is None for r in results):
+            require_rows(pd.DataFrame(), stage, source, "purchases left")
+        raise StageError(stage, source, "timestamp", f"no purchases before {cutoff:%Y-%m-%d}")
+    k, quantile = tail_size(n, history["amount_cap_quantile"]), history["amount_cap_quantile"]
+
+    def largest(bucket: int) -> list:   # on an executor: the bucket's k largest pre-cutoff amounts
+        events = pd.read_parquet(bucket_path(work, bucket), columns=["timestamp", "amount"])
+        return np.sort(events.loc[events["timestamp"] < cutoff, "amount"].to_numpy())[-k:].tolist()
+
+    tail = np.sort(np.concatenate([np.asarray(t, dtype="float64") for t in run_per_bucket(spark, buckets, largest)]))[-k:]
+    cap = quantile_from_tail(tail, n, quantile)
+    first = min(pd.Timestamp(r["first"]) for r in results if r["first"])
+    last = max(pd.Timestamp(r["last"]) for r in results if r["last"])
+    serving_as_of = pd.Timestamp(history["serving_as_of"])
+    require_event_span(first, last, problem.cutoff_date, problem.horizon_days, history["train_snapshots"],
+                       serving_as_of, source, stage)
+    cutoffs, label = snapshot_cutoffs(problem, history["train_snapshots"]), event_label(history, stage)
+
+    def labelled(bucket: int) -> dict:   # on an executor: cap, order, label, and the serving rows of one bucket
+        events, capping = capped_events(pd.read_parquet(bucket_path(work, bucket)), cap, id_column)
+        write_bucket(events, out[catalog.EVENTS], bucket)
+        bucket_units = pd.read_parquet(bucket_path(unit_folder, bucket)) if with_units else \
+            units_from_events(events, id_column)
+        if not with_units:
+            write_bucket(bucket_units, unit_folder, bucket)
+        write_bucket(snapshot_labels(bucket_units, events, cutoffs, problem, label), out[catalog.SNAPSHOTS], bucket)
+        serving = serving_rows(bucket_units, events, serving_as_of, problem)
+        write_bucket(serving, out[catalog.SERVING_SNAPSHOT], bucket)
+        return {"capping": {"amounts_capped": capping["amounts_capped"], "events_out": capping["events_out"]},
+                "units": len(bucket_units), "serving": len(serving)}
+
+    labels = run_per_bucket(spark, buckets, labelled)
+    shutil.rmtree(work)
+    for folder in out.values():
+        unify_parts(folder)
+    report = {**report, "amount_cap": round(cap, 2), **_summed(labels, "capping")}
+    if not report["events_out"]:
+        require_rows(pd.DataFrame(), stage, source, "purchases left")
+    snapshots = read_table(out[catalog.SNAPSHOTS], stage, ["split", problem.label], only=True)
+    require_labelled_splits(snapshots, problem, stage, label)
+    serving_count = sum(r["serving"] for r in labels)
+    if not serving_count:
+        require_rows(pd.DataFrame(), stage, source, f"customers active on {serving_as_of:%Y-%m-%d}")
+    return report, decisions, snapshots, sum(r["units"] for r in labels), report["events_out"], serving_count
+
 # %% ../../../nbs/05_preprocess.ipynb #05c023
-PARAMS_SCHEMA = params_contract("preprocess", {
+PARAMS_SCHEMA = with_engine(params_contract("preprocess", {
     "units": {"type": ["string", "null"], "minLength": 1},   # null: the units come from the event history's ids
     "event_history": {   # null, or an object (its keywords apply to an object only: an error names the key at fault)
         "type": ["object", "null"], "required": ["table", "amount_cap_quantile", "train_snapshots", "serving_as_of"],
@@ -462,7 +620,7 @@ PARAMS_SCHEMA = params_contract("preprocess", {
     "valid_ranges": {"type": "object", "additionalProperties": {
         "type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}},
     "seed": {"type": "integer", "minimum": 0}},
-    required=["units", "event_history", "missing_category", "valid_ranges", "test_size", "seed"])
+    required=["units", "event_history", "missing_category", "valid_ranges", "test_size", "seed"]))
 
 def check_event_log(params: Mapping, root: Path) -> None:
     """Once the event table is in sight: the columns `preprocess.event_history` names, and its dates against the
@@ -494,6 +652,11 @@ def check_inputs(params: Mapping, root: Path) -> None:
         raise StageError("preprocess", "params.yaml", "preprocess.units",
                          "null (no unit table) needs an event history to make the units from: name the table of units, "
                          "or set preprocess.event_history")
+    check_engine(params, "preprocess")
+    if data_engine(params) == "spark" and not history:
+        raise StageError("preprocess", "params.yaml", "engine",
+                         "spark labels an event history per bucket of units; a table that carries its own label (one "
+                         "row per unit, preprocess.event_history: null) runs on engine: pandas")
     if history and not problem.get("id_column"):
         raise StageError("preprocess", "params.yaml", "problem.id_column",
                          "an event history needs the units' id column (the event table's own name for it goes in "
@@ -550,6 +713,21 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     else:         # no unit table: the units are the event history's ids, with nothing to clean but the id
         units, report, decisions = None, {}, []
         recipe = cleaning_recipe([{"column": id_column, "type": "id"}], id_column, None, settings["missing_category"], ranges)
+    if params.get("engine") == "spark":   # an event history per bucket of units (the check refuses any other)
+        with spark_for(params["spark"], "preprocess") as spark:
+            label_report, event_decisions, snapshots, n_units, n_events, n_serving = spark_labels_from_events(
+                spark, units, units_table, history, id_column, problem, params["spark"]["buckets"], root)
+        write_json(recipe, resolve(catalog.CLEANING, root))
+        write_markdown(resolve(catalog.COLUMNS_REPORT, root), "Column types",
+                       *columns_page(units_name, decisions, history["table"], event_decisions))
+        split = split_report(snapshots, problem.label, problem.task).round(4).to_dict(orient="index")
+        report["column_types"] = {d["column"]: d["type"] for d in decisions}
+        report["event_column_types"] = {d["column"]: d["type"] for d in event_decisions}
+        if not units_name:
+            report["units_from_events"] = n_units
+        write_json({**report, **label_report, "split": split, "serving_rows": n_serving},
+                   resolve(catalog.PREPROCESS_REPORT, root))
+        return {"units": n_units, "events": n_events, "split": split, "serving_rows": n_serving}
     events, event_decisions = None, []
     if history:   # typed and named before any report is written, so that the columns report shows both tables
         events_table = catalog.raw_table(history["table"])

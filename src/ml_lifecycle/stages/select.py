@@ -13,10 +13,11 @@ import pandas as pd
 from .. import catalog
 from ..core import StageError, lazy_import, resolve
 from ..params import params_contract
-from ..tables import read_json, read_table, write_json
+from ..tables import read_json, write_json
 from ..modelling import (
     CANDIDATES, LOWER_IS_BETTER, METRICS, fold_groups, grouped_folds, grouped_sample, make_model,
-    known_task, make_pipeline, model_columns, model_family, resolved_problem, scorer_sign, stratification_labels, task_scoring)
+    known_task, make_pipeline, model_columns, model_family, read_feature_rows, resolved_problem, scorer_sign,
+    stratification_labels, task_scoring)
 from ..reporting import markdown_table, write_csv, write_markdown
 
 # Imported on first use: every stage's command imports this module for its parameter contract.
@@ -198,7 +199,8 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     primary_metric, task = problem.primary_metric, problem.task
     settings = params["select"]
     spec = read_json(resolve(catalog.FEATURE_SPEC, root))
-    available = read_table(resolve(catalog.TRAIN, root), "select", model_columns(spec) + [spec["label"], spec["id_column"]])
+    available = read_feature_rows(resolve(catalog.TRAIN, root), "select", model_columns(spec) + [spec["label"], spec["id_column"]],
+                                  spec["id_column"])
     train, rows = search_rows(available, spec, settings.get("max_rows"), settings["seed"], task)
     del available
     tried = search_candidates(train, spec, _as_dict(settings["candidates"]), primary_metric, settings["cv_folds"],

@@ -17,10 +17,11 @@ from .. import catalog
 from ..cleaning import RecipeCleaner
 from ..core import lazy_import, resolve
 from ..params import params_contract
-from ..tables import read_json, read_table, write_json
-from ..modelling import (
+from ..tables import read_json, write_json
+from ml_lifecycle.modelling import (
     Problem, assemble_model, cost_optimal_threshold, decision_profit, fold_groups, grouped_folds, grouped_sample,
-    make_model, make_pipeline, model_columns, resolved_problem, save_model, write_model_digest)
+    make_model, make_pipeline, model_columns, read_feature_rows, resolved_problem, save_model, stratification_labels,
+    write_model_digest)
 
 if TYPE_CHECKING:   # for the annotations only
     from sklearn.pipeline import Pipeline
@@ -30,7 +31,7 @@ sk_model_selection, sk_pipeline = lazy_import("sklearn.model_selection"), lazy_i
 
 # %% auto #0
 __all__ = ['sk_model_selection', 'sk_pipeline', 'PARAMS_SCHEMA', 'out_of_fold_proba', 'choose_threshold', 'assemble_kind',
-           'kind_decision', 'run']
+           'kind_decision', 'fit_rows', 'run']
 
 # %% ../../../nbs/08_train.ipynb #08c006
 def out_of_fold_proba(pipeline: Pipeline, train: pd.DataFrame, spec: dict, cv_folds: int, seed: int) -> np.ndarray:
@@ -67,10 +68,18 @@ PARAMS_SCHEMA = params_contract("train", {
                                      {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}]},
     "cv_folds": {"type": "integer", "minimum": 2, "maximum": 20},
     "threshold_rows": {"type": ["integer", "null"], "minimum": 100},   # absent or null: every training row
+    "fit_rows": {"type": ["integer", "null"], "minimum": 100},         # absent or null: every training row
     "seed": {"type": "integer", "minimum": 0},
 })
 
 # %% ../../../nbs/08_train.ipynb #08c011
+def fit_rows(train: pd.DataFrame, spec: dict, max_rows: int | None, seed: int, task: str) -> pd.DataFrame:
+    "The rows the model is fitted on: every training row, or a seeded sample of at most `max_rows` (whole units)."
+    if max_rows is None or len(train) <= max_rows:
+        return train
+    labels = stratification_labels(train[spec["label"]], task)
+    return train.iloc[grouped_sample(labels, train[spec["id_column"]], max_rows, seed)]
+
 def run(params: Mapping, root: str | Path | None = None) -> dict:
     """Run the train stage from its declared `params` in the project at `root`; return the decision: the threshold
     of a binary problem, or how a multiclass or regression model predicts."""
@@ -78,7 +87,8 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     settings = params["train"]
     spec, choice = read_json(resolve(catalog.FEATURE_SPEC, root)), read_json(resolve(catalog.CHOICE, root))
     cleaner = RecipeCleaner(read_json(resolve(catalog.CLEANING, root)))   # preprocess's recipe: the model file cleans rows
-    train = read_table(resolve(catalog.TRAIN, root), "train", model_columns(spec) + [spec["label"], spec["id_column"]])
+    train = read_feature_rows(resolve(catalog.TRAIN, root), "train", model_columns(spec) + [spec["label"], spec["id_column"]],
+                              spec["id_column"])
     pipeline = make_pipeline(spec, make_model(choice["chosen"], choice["chosen_settings"], settings["seed"], stage="train",
                                               task=problem.task))
     if problem.task == "binary":   # the threshold, on out-of-fold probabilities
@@ -87,7 +97,8 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
         validation_proba = out_of_fold_proba(pipeline, validation, spec, settings["cv_folds"], settings["seed"])
         decision = choose_threshold(settings["decision_threshold"], validation[spec["label"]].to_numpy(), validation_proba, problem)
         decision["validation_rows"] = len(validation)
-    pipeline.fit(train[model_columns(spec)], train[spec["label"]])
+    fitted = fit_rows(train, spec, settings.get("fit_rows"), settings["seed"], problem.task)
+    pipeline.fit(fitted[model_columns(spec)], fitted[spec["label"]])
     if problem.task != "binary":
         decision = kind_decision(problem.task, pipeline)
     model = assemble_kind(cleaner, pipeline, problem.task, decision.get("threshold"))   # raw rows in, predictions out
