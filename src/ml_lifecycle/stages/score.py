@@ -447,10 +447,9 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     unseen_settings, cells = params["validate"]["unseen_levels"], {}
     unseen_share = {"max_share": unseen_settings["max_share"], "by_feature": unseen_settings["by_feature"]}
     predictions = resolve(catalog.PREDICTIONS_FILE, root)
-    engine = params["engine"] if "engine" in list(params) else "pandas"   # pandas when params.yaml has no engine
-    if engine == "spark":
+    if params.get("engine") == "spark":
         units = batch_units(batch, spec, settings["chunk_rows"], params["spark"]["buckets"])   # footers only
-        with spark_for({"spark": params["spark"]}, "ml-lifecycle score") as spark:
+        with spark_for(params["spark"], "score") as spark:
             anomalies, unseen, skew = spark_batch_anomalies(
                 spark, units, spec, cleaner, resolve(catalog.TRAIN, root), settings["skew_sample_rows"], root,
                 unseen_share, settings["chunk_rows"], cells)

@@ -366,9 +366,8 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     root = Path(root or project_root())
     settings = params["validate"]
     beam = settings["beam"]
-    engine = params["engine"] if "engine" in list(params) else "pandas"   # pandas when params.yaml has no engine
     stats_by_table, references, results = {}, {}, []
-    with spark_for({"spark": params["spark"]}, "ml-lifecycle validate") if engine == "spark" else nullcontext() as spark:
+    with spark_for(params["spark"], "validate") if params.get("engine") == "spark" else nullcontext() as spark:
         for table in settings["tables"]:
             schema, inferred, converted = load_schema(table, root), False, []
             if settings["engine"] == "beam":
