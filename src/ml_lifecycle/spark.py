@@ -26,10 +26,10 @@ import pandas as pd
 from .core import StageError
 
 # %% auto #0
-__all__ = ['SESSION_DEFAULTS', 'ENGINES', 'ENGINE_SCHEMA', 'BUCKET', 'ORDER', 'java_problem', 'spark_home', 'free_port',
-           'StandaloneCluster', 'cluster_env', 'start_cluster', 'standalone_cluster', 'spark_session', 'with_engine',
-           'data_engine', 'spark_for', 'check_engine', 'apply_per_bucket', 'bucket_of', 'bucket_path', 'write_bucket',
-           'fresh_folder', 'run_per_bucket', 'per_bucket_of_files', 'unify_parts', 'spark_statistics']
+__all__ = ['SESSION_DEFAULTS', 'ENGINES', 'ENGINE_SCHEMA', 'BUCKET', 'ORDER', 'ROWS_PER_PARTIAL', 'java_problem', 'spark_home',
+           'free_port', 'StandaloneCluster', 'cluster_env', 'start_cluster', 'standalone_cluster', 'spark_session',
+           'with_engine', 'data_engine', 'spark_for', 'check_engine', 'apply_per_bucket', 'bucket_of', 'bucket_path',
+           'write_bucket', 'fresh_folder', 'run_per_bucket', 'per_bucket_of_files', 'unify_parts', 'spark_statistics']
 
 # %% ../../nbs/00n_spark.ipynb #00n005
 def java_problem() -> str | None:
@@ -338,26 +338,35 @@ def unify_parts(folder: str | Path, floats: Iterable[str] = ()) -> None:
             atomic_write(part, lambda tmp: pq.write_table(typed.empty_table(), tmp))
 
 # %% ../../nbs/00n_spark.ipynb #00n016
+ROWS_PER_PARTIAL = 1_000_000   # rows an executor holds at a time for its partition's statistics
+
 def spark_statistics(frame, options=None, prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None):
     """TFDV statistics of the Spark DataFrame `frame`: each partition's partial statistics computed on its executor
-    (`statistics.partial_statistics`), merged on the driver (`statistics.merge_statistics`). `prepare(rows)`, when
-    given, reads each partition's rows as the stage reads a table (on the executor, before its statistics)."""
+    (`statistics.partial_statistics`, `ROWS_PER_PARTIAL` rows at a time), merged on the driver
+    (`statistics.merge_statistics`). `prepare(rows)`, when given, reads the rows as the stage reads a table (on the
+    executor, before their statistics)."""
     import pickle
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
-    from ml_lifecycle.statistics import merge_statistics, partial_statistics
-    kinds = {f.name: "whole" if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.ByteType)) else "flag"
-             for f in frame.schema.fields if isinstance(f.dataType, (T.IntegerType, T.LongType, T.ShortType, T.ByteType,
-                                                                     T.BooleanType))}
+    from ml_lifecycle.statistics import merge_partials, merge_statistics, partial_statistics
+    whole = (T.IntegerType, T.LongType, T.ShortType, T.ByteType)
+    kinds = {f.name: "whole" if isinstance(f.dataType, whole) else "flag"
+             for f in frame.schema.fields if isinstance(f.dataType, (*whole, T.BooleanType))}
     gaps = frame.select([F.max(F.col(c).isNull().cast("int")).alias(c) for c in kinds]).first() if kinds else {}
     # as pandas reads a column with a gap from the whole table: whole numbers as floats, true/false as objects
     as_read = {c: "float64" if kind == "whole" else object for c, kind in kinds.items() if gaps[c]}
-    columns = frame.columns   # the closure below runs on executors: it holds names, never the DataFrame
-    def per_partition(chunks):
-        rows = [chunk.astype(as_read) for chunk in chunks]
-        part = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
-        if prepare is not None and len(part):
-            part = prepare(part)
-        yield pd.DataFrame({"partial": [pickle.dumps(partial_statistics(part, options))]})
+    def per_partition(chunks):   # runs on an executor: it holds names and functions, never the DataFrame
+        running, held, rows = merge_partials([], options), [], 0
+        def merged(running, held):
+            part = pd.concat(held, ignore_index=True)
+            return merge_partials([running, partial_statistics(prepare(part) if prepare else part, options)], options)
+        for chunk in chunks:
+            held.append(chunk.astype(as_read))
+            rows += len(chunk)
+            if rows >= ROWS_PER_PARTIAL:
+                running, held, rows = merged(running, held), [], 0
+        if held:
+            running = merged(running, held)
+        yield pd.DataFrame({"partial": [pickle.dumps(running)]})
     partials = frame.mapInPandas(per_partition, "partial binary").collect()
     return merge_statistics([pickle.loads(row.partial) for row in partials], options)

@@ -25,7 +25,8 @@ from ..core import StageError, lazy_import, project_root, read_yaml, resolve
 from ..params import params_contract
 from ..reporting import markdown_page, markdown_table
 from ..spark import check_engine, data_engine, spark_for, spark_statistics, with_engine
-from ..tables import LEADING_ZERO, atomic_write, parquet_parts, read_json, read_table, write_json, write_text
+from ..tables import (LEADING_ZERO, atomic_write, parquet_parts, read_json, read_table, table_columns, write_json,
+                                 write_text)
 from ..gate import (allow_unseen_levels, canonical_statistics, check_statistics, compute_statistics, errors,
                                feature_statistics, load_schema,
                                raise_on_anomalies, schema_path, stats_options, to_tfdv_frame, write_schema)
@@ -121,13 +122,17 @@ def numbers_in_text(frame, columns: list[str]) -> list[str]:
     return [col for col in columns if any(r.number for r in seen if r.column == col)
             and not any(r.other for r in seen if r.column == col)]
 
-def spark_table_statistics(spark, path: Path, schema: schema_pb2.Schema | None
+def spark_table_statistics(spark, path: Path, schema: schema_pb2.Schema | None, partitions: int = 16
                            ) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, list[str]]:
     """TFDV statistics of the Parquet table at `path` (a file, or a folder of part files) computed on Spark, with its
-    numbers stored as text read as `read_numbers_in_text` reads them from the whole table; and the columns read so."""
+    numbers stored as text read as `read_numbers_in_text` reads them from the whole table; and the columns read so.
+    Spark splits the files as it would for `partitions` cores (`spark.buckets`) whatever the cluster's size, so the
+    partial statistics merge in the same order, and give the same bytes, on any cluster."""
+    table_columns(path, "validate")   # a missing table is named, as the pandas path names it
     numeric = None if schema is None else {f.name for f in schema.feature if f.type in (schema_pb2.INT, schema_pb2.FLOAT)}
     as_pandas = pq.ParquetFile(parquet_parts(path)[0]).schema_arrow.empty_table().to_pandas()   # pandas' types
     text = [col for col in as_pandas.columns if as_pandas[col].dtype == object and (numeric is None or col in numeric)]
+    spark.conf.set("spark.sql.files.minPartitionNum", str(partitions))   # else: the cluster's cores
     frame = spark.read.parquet(str(path))
     converted = numbers_in_text(frame, text)
     return spark_statistics(frame, prepare=partial(read_as_numbers, columns=converted)), converted
@@ -375,7 +380,8 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
                 options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
                 stats = beam_statistics(beam_input(beam["input_dir"], table, root), beam_options(options, root))
             elif spark is not None:   # engine: spark: each partition's statistics on its executor, merged
-                stats, converted = spark_table_statistics(spark, resolve(catalog.raw_table(table), root), schema)
+                stats, converted = spark_table_statistics(spark, resolve(catalog.raw_table(table), root), schema,
+                                                          params["spark"]["buckets"])
             else:
                 frame, converted = read_numbers_in_text(read_table(resolve(catalog.raw_table(table), root), "validate"),
                                                         schema)
