@@ -343,7 +343,8 @@ def check_unit(unit: dict, cleaner, chunk_rows: int, skew_sample_rows: int) -> d
     def chunks():
         nonlocal wanted
         for chunk in prepared_chunks(unit_rows(unit, chunk_rows), unit["numbered"], unit["first"], cleaner, cells):
-            chunk = chunk.astype({c: kind for c, kind in unit["as_read"].items() if c in chunk})
+            chunk = chunk.astype({c: kind for c, kind in unit["as_read"].items()   # still as read: not cleaned to text
+                                  if c in chunk and chunk[c].dtype.kind in "iub"})
             if wanted > 0:
                 kept.append(chunk.iloc[:wanted])
                 wanted -= len(kept[-1])
