@@ -148,6 +148,9 @@ def infer_column_type(values: pd.Series, categorical: list[str] = ()) -> tuple[s
 
 def missing_share(values: pd.Series) -> float:
     "The share of gaps: missing cells, and blank or missing-token text."
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+            or isinstance(values.dtype, pd.CategoricalDtype)):   # numbers, dates, booleans: no text to be a token
+        return float(values.isna().mean()) if len(values) else 0.0
     text = values.astype("string").str.strip().str.lower()
     return float((values.isna() | text.isin(MISSING_TOKENS)).mean()) if len(values) else 0.0
 

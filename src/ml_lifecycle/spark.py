@@ -150,15 +150,17 @@ SESSION_DEFAULTS = {
 }
 
 def spark_session(master: str = "local[2]", conf: Mapping | None = None, app: str = "ml-lifecycle"):
-    "A Spark session on `master`, its executors running this project's Python; `conf` adds or overrides settings."
+    """A Spark session on `master`, its executors running this project's Python, with the BLAS kernels the driver pinned
+    (`OPENBLAS_CORETYPE`, set by `ml_lifecycle.core`: the same last bits on every machine); `conf` adds or overrides."""
     from pyspark.sql import SparkSession
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     builder = SparkSession.builder.master(master).appName(app)
     local = master.startswith(("local", "spark://127.0.0.1", "spark://localhost"))
     if local:   # a driver on one machine binds to loopback, and says nothing about it
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    kernels = {f"spark.executorEnv.{k}": os.environ[k] for k in ("OPENBLAS_CORETYPE",) if os.environ.get(k)}
     settings = {**SESSION_DEFAULTS, **({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
-                                       if local else {}), **dict(conf or {})}
+                                       if local else {}), **kernels, **dict(conf or {})}
     for key, value in settings.items():
         builder = builder.config(key, str(value))
     return builder.getOrCreate()

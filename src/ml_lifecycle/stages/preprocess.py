@@ -472,7 +472,12 @@ def split_report(snapshots: pd.DataFrame, label: str, task: str = "binary") -> p
 
 # %% ../../../nbs/05_preprocess.ipynb #05c021s
 def bucket_key(ids: pd.Series) -> pd.Series:
-    "An id as the buckets hash it: text as written, whole floats without `.0`; an event and its unit share a bucket."
+    """An id as the buckets hash it, so that an event and its unit share a bucket whichever way each table typed it:
+    whole numbers as integers (floats without a fraction too; a gap as -1), anything else as its text, as written."""
+    if pd.api.types.is_integer_dtype(ids) and not pd.api.types.is_bool_dtype(ids):
+        return ids.astype("int64")
+    if pd.api.types.is_float_dtype(ids) and (ids.dropna() % 1 == 0).all():
+        return ids.fillna(-1).astype("int64")
     return as_text(ids).astype(object)
 
 def tail_size(n: int, quantile: float) -> int:
