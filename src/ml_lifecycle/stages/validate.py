@@ -352,12 +352,12 @@ def write_outputs(results: list[dict], stats_by_table: dict, references: dict, s
 def check_inputs(params: Mapping, root: str | Path) -> None:
     """Every table in `validate.tables` is a gather source, or its gathered copy (a file, or a folder of part files) is
     already in `data/raw/`; the engine can run; and the statistics are asked of one engine: Beam, or Spark."""
-    check_engine(params, "validate")
-    if data_engine(params) == "spark" and params["validate"]["engine"] == "beam":
+    if data_engine(params) == "spark" and params["validate"]["engine"] == "beam":   # named first, Java or not
         raise StageError("validate", "params.yaml", "validate.engine",
                          "validate.engine: beam runs the statistics on Apache Beam, but engine: spark runs the data stages "
                          "on Spark, which computes them itself: set validate.engine: pandas (the statistics then run on "
                          "Spark), or engine: pandas to keep Beam")
+    check_engine(params, "validate")
     sources = params.get("gather") or {}
     for table in params["validate"]["tables"]:
         if table not in sources and not parquet_parts(resolve(catalog.raw_table(table), root)):
