@@ -7,11 +7,11 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from _statistics import quantiles, rank_error
 from conftest import SPARK_CONF, set_params
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,16 +79,6 @@ def exact(blob: bytes) -> dict:
                      (s.min, s.max, s.num_zeros) if f.HasField("num_stats") else
                      (s.unique, [(v.value, v.frequency) for v in s.top_values]))
     return out
-
-
-def quantiles(feature) -> list[float]:
-    (h,) = [h for h in feature.num_stats.histograms if h.type == statistics_pb2.Histogram.QUANTILES]
-    return [h.buckets[0].low_value, *(b.high_value for b in h.buckets)]
-
-
-def rank_error(values: np.ndarray, boundary: float, q: float) -> float:
-    "How far, as a share of values, `boundary` is from the `q` quantile of `values`."
-    return max(0.0, np.mean(values < boundary) - q, q - np.mean(values <= boundary))
 
 
 def test_the_same_anomalies_and_summary_as_on_pandas(runs):

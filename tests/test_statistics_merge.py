@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+from _statistics import quantiles, rank_error
 from ml_lifecycle.gate import canonical_statistics, compute_statistics, feature_statistics, measurements, stats_options
 from ml_lifecycle.statistics import (PartialStatistics, merge_partials, merge_statistics, partial_statistics,
                                      statistics_in_chunks)
@@ -48,16 +49,6 @@ def exact_fields(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict:
                          [(v.value, v.frequency) for v in s.top_values],
                          [(b.label, b.sample_count) for b in s.rank_histogram.buckets])
     return out
-
-
-def quantiles(feature) -> list[float]:
-    (h,) = [h for h in feature.num_stats.histograms if h.type == statistics_pb2.Histogram.QUANTILES]
-    return [h.buckets[0].low_value, *(b.high_value for b in h.buckets)]
-
-
-def rank_error(values: np.ndarray, boundary: float, q: float) -> float:
-    "How far, as a share of values, `boundary` is from the `q` quantile of `values`."
-    return max(0.0, np.mean(values < boundary) - q, q - np.mean(values <= boundary))
 
 
 def drift_schema(stats, threshold: float = 0.01) -> schema_pb2.Schema:
