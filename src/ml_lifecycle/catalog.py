@@ -6,16 +6,17 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'FEATURES', 'PREDICTIONS', 'MODELS', 'REPORTS',
-           'EXECUTED', 'PLOTS', 'VALIDATION_REPORTS', 'PROBLEM_CARD', 'PROBLEM_JSON', 'CRM_DATABASE', 'EVENT_LOG',
-           'GATHER_SUMMARY', 'CHECK_STAGE', 'CHECK_RECORD', 'VALIDATION_HTML', 'STATISTICS_REPORT', 'ANOMALIES_REPORT',
-           'ANOMALIES_JSON', 'VALIDATION_SUMMARY', 'DRIFT', 'UNITS', 'EVENTS', 'SNAPSHOTS', 'SERVING_SNAPSHOT',
-           'PREPROCESS_REPORT', 'COLUMNS_REPORT', 'CLEANING', 'LEAKAGE_REPORT', 'TRAIN', 'TEST', 'SERVING',
-           'FEATURE_SPEC', 'CHOICE', 'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS', 'MODEL', 'THRESHOLD',
-           'MODEL_DIGEST', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON', 'PLOT_NAMES',
-           'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH', 'PIPELINE', 'OPTIONAL_STAGES',
-           'IN_GIT', 'METRIC_FILES', 'PERSISTENT', 'NOTES', 'CHARTS', 'raw_table', 'schema_file', 'statistics_file',
-           'reference_file', 'plot_file', 'executed_notebook']
+__all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'FEATURES', 'PREDICTIONS', 'OUTCOMES', 'MODELS',
+           'REPORTS', 'EXECUTED', 'PLOTS', 'VALIDATION_REPORTS', 'MONITORING', 'PROBLEM_CARD', 'PROBLEM_JSON',
+           'CRM_DATABASE', 'EVENT_LOG', 'GATHER_SUMMARY', 'CHECK_STAGE', 'CHECK_RECORD', 'VALIDATION_HTML',
+           'STATISTICS_REPORT', 'ANOMALIES_REPORT', 'ANOMALIES_JSON', 'VALIDATION_SUMMARY', 'DRIFT', 'UNITS', 'EVENTS',
+           'SNAPSHOTS', 'SERVING_SNAPSHOT', 'PREPROCESS_REPORT', 'COLUMNS_REPORT', 'CLEANING', 'LEAKAGE_REPORT',
+           'TRAIN', 'TEST', 'SERVING', 'FEATURE_SPEC', 'CHOICE', 'SELECTION_REPORT', 'SELECTION_JSON', 'SEARCH_RESULTS',
+           'MODEL', 'THRESHOLD', 'MODEL_DIGEST', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON',
+           'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH', 'BACKTEST_REPORT',
+           'BACKTEST_JSON', 'BACKTEST_TABLE', 'DECAY_PLOT', 'MONITOR_HISTORY', 'MONITOR_DRIFT', 'MONITOR_VERDICT',
+           'MONITOR_REPORT', 'PIPELINE', 'OPTIONAL_STAGES', 'IN_GIT', 'METRIC_FILES', 'PERSISTENT', 'NOTES', 'CHARTS',
+           'raw_table', 'schema_file', 'statistics_file', 'reference_file', 'plot_file', 'executed_notebook']
 
 # %% ../../nbs/00a_catalog.ipynb #00ac005
 EXTERNAL = "data/external"        # the sources gather reads (the demo generator writes here)
@@ -26,11 +27,13 @@ REFERENCE = "data/reference"      # statistics of the last accepted data (a pers
 INTERIM = "data/interim"          # cleaned tables and the labelled snapshots
 FEATURES = "data/features"        # model-ready feature tables
 PREDICTIONS = "data/predictions"  # scores of the latest batch
+OUTCOMES = "data/outcomes"        # the realised labels of scored batches, as they arrive (the monitor reads them)
 MODELS = "models"
 REPORTS = "reports"
 EXECUTED = "reports/notebooks"    # executed copies of the stage notebooks
 PLOTS = "reports/plots"           # DVC plot data written by evaluate
 VALIDATION_REPORTS = "reports/validation"
+MONITORING = "reports/monitoring"  # one row per scored batch, and the retrain verdict
 
 # %% ../../nbs/00a_catalog.ipynb #00ac007
 PROBLEM_CARD, PROBLEM_JSON = "reports/problem.md", "reports/problem.json"
@@ -62,6 +65,11 @@ PLOT_NAMES = ("roc", "precision_recall", "calibration", "profit", "importance", 
 PREDICTIONS_FILE = f"{PREDICTIONS}/predictions.parquet"
 SCORE_ANOMALIES, SCORE_SUMMARY = "reports/score/anomalies.md", "reports/score/summary.json"
 SCORE_BATCH = "${score.batch}"    # the file params.yaml names: DVC substitutes it in dvc.yaml
+BACKTEST_REPORT, BACKTEST_JSON = "reports/backtest.md", "reports/backtest.json"   # the decay and the retraining interval
+BACKTEST_TABLE = "reports/backtest.csv"         # every model (trained at a cutoff) on every later window
+DECAY_PLOT = f"{PLOTS}/decay.csv"                # the primary metric and the gap to a fresh model, by model age
+MONITOR_HISTORY, MONITOR_DRIFT = f"{MONITORING}/history.csv", f"{MONITORING}/drift.csv"   # grow by one batch a run
+MONITOR_VERDICT, MONITOR_REPORT = f"{MONITORING}/verdict.json", f"{MONITORING}/verdict.md"  # ok | retrain, and why
 
 def raw_table(source: str) -> str:
     "The gathered copy of the source (or table) named `source`."
@@ -106,18 +114,29 @@ PIPELINE = {   # dvc.yaml is generated from this and the stage modules' imports:
     "score": {"params": ["problem", "score", "validate.unseen_levels", "engine", "spark"],
               "reads": [CHECK_RECORD, PROBLEM_JSON, SCHEMA, TRAIN, FEATURE_SPEC, MODEL, MODEL_DIGEST, SCORE_BATCH],
               "writes": [PREDICTIONS_FILE, SCORE_ANOMALIES, SCORE_SUMMARY]},
+    "backtest": {"params": ["problem", "preprocess.event_history", "preprocess.timestamp_column", "features.windows_days",
+                            "train.decision_threshold", "backtest"],
+                 "reads": [CHECK_RECORD, PROBLEM_JSON, UNITS, EVENTS, TRAIN, TEST, FEATURE_SPEC, CHOICE],
+                 "writes": [BACKTEST_REPORT, BACKTEST_JSON, BACKTEST_TABLE, DECAY_PLOT]},
+    "monitor": {"params": ["problem", "score.batch", "monitor"],
+                "reads": [CHECK_RECORD, PROBLEM_JSON, FEATURE_SPEC, TRAIN, MODEL_DIGEST, SCORE_BATCH, PREDICTIONS_FILE,
+                          BACKTEST_JSON, OUTCOMES],
+                "writes": [MONITOR_HISTORY, MONITOR_DRIFT, MONITOR_VERDICT, MONITOR_REPORT]},
 }
 OPTIONAL_STAGES = ("demo_data",)   # in the pipeline while params.yaml has the stage's section (`make no-demo` drops it)
 # Small text outputs versioned by git beside the code (`cache: false`), not by DVC's cache.
 IN_GIT = {CHECK_RECORD, PROBLEM_CARD, PROBLEM_JSON, GATHER_SUMMARY, STATISTICS_REPORT, ANOMALIES_REPORT, ANOMALIES_JSON,
           VALIDATION_SUMMARY, DRIFT, CLEANING, COLUMNS_REPORT, PREPROCESS_REPORT, LEAKAGE_REPORT, CHOICE, SELECTION_REPORT,
           SEARCH_RESULTS, SELECTION_JSON, MODEL_DIGEST, THRESHOLD, MODEL_CARD, SEGMENTS_REPORT, *map(plot_file, PLOT_NAMES),
-          METRICS, SEGMENTS_JSON, SCORE_ANOMALIES, SCORE_SUMMARY}
+          METRICS, SEGMENTS_JSON, SCORE_ANOMALIES, SCORE_SUMMARY, BACKTEST_REPORT, BACKTEST_JSON, BACKTEST_TABLE,
+          DECAY_PLOT, MONITOR_HISTORY, MONITOR_DRIFT, MONITOR_VERDICT, MONITOR_REPORT}
 METRIC_FILES = {GATHER_SUMMARY, VALIDATION_SUMMARY, DRIFT, PREPROCESS_REPORT, SELECTION_JSON, METRICS, SEGMENTS_JSON,
-                SCORE_SUMMARY}   # `dvc metrics show` and `dvc exp show` list these
+                SCORE_SUMMARY, BACKTEST_JSON, MONITOR_VERDICT}   # `dvc metrics show` and `dvc exp show` list these
 PERSISTENT = {   # kept when the stage reruns (DVC deletes other outputs first)
     CHECK_RECORD: "kept when the check refuses: nothing is deleted",
     REFERENCE: "statistics of the last accepted data: moved only when data passes",
+    MONITOR_HISTORY: "one row per scored batch: a batch scored again replaces its row",
+    MONITOR_DRIFT: "each batch's drift per feature, as the history",
 }
 NOTES = {   # why an output is there, as a comment in dvc.yaml
     RAW: "one <source name>.parquet per source in params.yaml",
@@ -136,4 +155,6 @@ CHARTS = [   # the top-level plots of dvc.yaml: (title, template, x, file, y)
     ("Confusion matrix at the decision (classification)", "confusion", "predicted", plot_file("confusion"), "actual"),
     ("Predicted against actual (regression)", "scatter", "actual", plot_file("predicted_actual"), "predicted"),
     ("Mean residual by predicted decile (regression)", "simple", "decile", plot_file("residuals"), "mean_residual"),
+    ("Model decay: how far a model trails a freshly trained one, by its age in days (backtest)", "simple", "age_days",
+     DECAY_PLOT, "gap"),
 ]
