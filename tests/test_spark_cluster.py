@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SPARK_CONF
 from ml_lifecycle.spark import apply_per_bucket, java_problem, spark_session, spark_statistics, standalone_cluster
-from ml_lifecycle.stages.features import behaviour_features
+from ml_lifecycle.snapshots import behaviour_features
 
 pytestmark = pytest.mark.skipif(java_problem() is not None, reason=f"no Spark cluster here: {java_problem()}")
 

@@ -8,7 +8,8 @@ import pytest
 from ml_lifecycle.core import StageError, project_root, resolve
 from ml_lifecycle.tables import atomic_write
 from ml_lifecycle.stages.demo_data import add_data_flaws, generate_demo_sources, simulate_customers, simulate_purchases
-from ml_lifecycle.stages.features import build_features, feature_spec
+from ml_lifecycle.snapshots import build_features
+from ml_lifecycle.stages.features import feature_spec
 from ml_lifecycle.stages.gather import database_url, gather, read_sql_source
 from ml_lifecycle.cleaning import ROW_ID, clean_rows, cleaning_recipe, decide_types, infer_column_type, with_row_id
 from ml_lifecycle.stages.preprocess import (clean_events, clean_units, label_from_column, label_snapshots, snapshot_cutoffs,

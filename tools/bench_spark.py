@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ml_lifecycle.spark import apply_per_bucket, java_problem, spark_session, spark_statistics, start_cluster
-from ml_lifecycle.stages.features import behaviour_features
+from ml_lifecycle.snapshots import behaviour_features
 
 
 def timed(what, call):

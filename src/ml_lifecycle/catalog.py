@@ -155,6 +155,6 @@ CHARTS = [   # the top-level plots of dvc.yaml: (title, template, x, file, y)
     ("Confusion matrix at the decision (classification)", "confusion", "predicted", plot_file("confusion"), "actual"),
     ("Predicted against actual (regression)", "scatter", "actual", plot_file("predicted_actual"), "predicted"),
     ("Mean residual by predicted decile (regression)", "simple", "decile", plot_file("residuals"), "mean_residual"),
-    ("Model decay: how far a model trails a freshly trained one, by its age in days (backtest)", "simple", "age_days",
+    ("Model decay (backtest), the gap to a freshly trained model by age in days", "simple", "age_days",
      DECAY_PLOT, "gap"),
 ]

@@ -19,93 +19,17 @@ from ..params import params_contract
 from ..tables import parquet_parts, read_table, write_json, write_table
 from ..project import visible_columns
 from ..reporting import markdown_table, write_markdown
+from ..snapshots import behaviour_columns, build_features
 from ..modelling import resolved_problem
 from ..spark import check_engine, spark_for, with_engine
 
 # %% auto #0
 __all__ = ['LEAK_DEFAULTS', 'LEAK_MARGIN_FLOOR', 'LEAK_R2_MARGIN_FLOOR', 'LEAK_MEASURES', 'PARAMS_SCHEMA', 'SPLIT_FILES',
-           'behaviour_features', 'quantity_columns', 'behaviour_columns', 'build_features', 'feature_spec',
-           'feature_codes', 'feature_auc', 'feature_auc_ovr', 'feature_r2', 'label_parts', 'leakage_verdicts',
-           'write_leakage_report', 'refuse_leaks', 'spark_features', 'contract_columns', 'check_inputs', 'write_splits',
-           'run', 'guarded']
-
-# %% ../../../nbs/06_features.ipynb #06c005
-def behaviour_features(events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
-                       windows_days: list[int]) -> pd.DataFrame:
-    """Recency, frequency, spend and trend of every snapshot, from purchases strictly before its cutoff. One pass over
-    the events per distinct cutoff (a handful: the training cutoffs, the hold-out, serving), grouped by integer codes;
-    no join of every event with every snapshot. Sums and means add a customer's events in their order in `events`,
-    as a join would, so the figures are the same to the last bit."""
-    keys = snapshots[[id_column, "cutoff"]].drop_duplicates().reset_index(drop=True)
-    customer, customers = pd.factorize(events[id_column])   # once; each snapshot's customer is then a code
-    timestamp, amount = events["timestamp"].to_numpy(), events["amount"].to_numpy()
-    quantity = events["quantity"].to_numpy(dtype="float64") if "quantity" in events else None   # items, when named
-    everyone = pd.RangeIndex(len(customers))
-    names = ["recency_days", "days_since_first_purchase", "lifetime_purchases", "avg_purchase_value",
-             *[f"{kind}_{w}d" for w in sorted(windows_days) for kind in ("purchases", "spend")],
-             *(quantity_columns(windows_days) if quantity is not None else [])]
-    values = {name: np.full(len(keys), np.nan) for name in names}
-    for cutoff, index in keys.groupby("cutoff", sort=True).indices.items():   # one pass per cutoff date: a handful
-        code = customers.get_indexer(keys[id_column].to_numpy()[index])        # -1: no events at all
-        wanted = np.zeros(len(customers) + 1, dtype=bool)   # the spare last slot: code -1 (an event without an id)
-        wanted[code[code >= 0]] = True
-        rows = np.flatnonzero(wanted[customer] & (timestamp < cutoff.to_datetime64()))
-        days_before = (cutoff - pd.Series(timestamp[rows])).dt.total_seconds().to_numpy() / 86400
-        seen = pd.DataFrame({"days_before": days_before, "amount": amount[rows],
-                             **({"quantity": quantity[rows]} if quantity is not None else {})})
-        # Grouped by the customer's code as a category: no hashing, every customer a row, rows summed in their order.
-        who = pd.Categorical.from_codes(customer[rows], categories=everyone)
-        grouped = seen.groupby(who, observed=False)
-        found = {"recency_days": grouped["days_before"].min(), "days_since_first_purchase": grouped["days_before"].max(),
-                 "lifetime_purchases": grouped.size(), "avg_purchase_value": grouped["amount"].mean()}
-        for w in sorted(windows_days):
-            recent = days_before < w
-            window = seen["amount"][recent].groupby(pd.Categorical.from_codes(customer[rows][recent], categories=everyone),
-                                                    observed=False)
-            found[f"purchases_{w}d"], found[f"spend_{w}d"] = window.size(), window.sum()
-            if quantity is not None:
-                found[f"quantity_{w}d"] = seen["quantity"][recent].groupby(
-                    pd.Categorical.from_codes(customer[rows][recent], categories=everyone), observed=False).sum()
-        if quantity is not None:
-            found["lifetime_quantity"] = grouped["quantity"].sum()
-        has = code >= 0
-        for name, series in found.items():
-            values[name][index[has]] = series.to_numpy()[code[has]]
-    out = keys.copy()
-    for name in names:   # as a merge would give them: counts and sums 0 when there is nothing to count, and a count
-        column = values[name]   # stays an integer only when every snapshot has something to count
-        if name.startswith(("purchases_", "spend_", "lifetime_", "quantity_")):
-            column = np.nan_to_num(column, nan=0.0)
-            counts = name.startswith(("purchases_", "lifetime_purchases"))
-            column = column.astype("int64") if counts and (column > 0).all() else column
-        out[name] = column
-    short, long = min(windows_days), max(windows_days)
-    out["purchase_trend"] = (out[f"purchases_{short}d"] / short) / ((out[f"purchases_{long}d"] + 1) / long)
-    return out
-
-# %% ../../../nbs/06_features.ipynb #06c006
-def quantity_columns(windows_days: list[int]) -> list[str]:
-    "The features of an event history whose quantity is named (`preprocess.event_history.quantity_column`)."
-    return ["lifetime_quantity", *[f"quantity_{w}d" for w in sorted(windows_days)]]
-
-def behaviour_columns(windows_days: list[int], quantity: bool = False) -> list[str]:
-    "The names of the features derived from an event history (tenure from the signup date included)."
-    windows = [f"{kind}_{w}d" for w in sorted(windows_days) for kind in ("purchases", "spend")]
-    return ["recency_days", "days_since_first_purchase", "lifetime_purchases", "avg_purchase_value", *windows,
-            *(quantity_columns(windows_days) if quantity else []), "purchase_trend", "tenure_days"]
+           'feature_spec', 'feature_codes', 'feature_auc', 'feature_auc_ovr', 'feature_r2', 'label_parts',
+           'leakage_verdicts', 'write_leakage_report', 'refuse_leaks', 'spark_features', 'contract_columns',
+           'check_inputs', 'write_splits', 'run', 'guarded']
 
 # %% ../../../nbs/06_features.ipynb #06c009
-def build_features(units: pd.DataFrame, events: pd.DataFrame, snapshots: pd.DataFrame, id_column: str,
-                   windows_days: list[int], attributes: list[str]) -> pd.DataFrame:
-    "One row per snapshot: keys, split, label, the unit's attributes and, with an event history, its behaviour."
-    table = snapshots.merge(units[[id_column, *attributes]], on=id_column, how="left")
-    if len(events):
-        table = table.merge(behaviour_features(events, snapshots, id_column, windows_days), on=[id_column, "cutoff"], how="left")
-    if "signup_date" in table:
-        table["tenure_days"] = (table["cutoff"] - table["signup_date"]).dt.days
-        table = table.drop(columns="signup_date")
-    return table
-
 def feature_spec(table: pd.DataFrame, id_column: str, label: str, categorical: list[str]) -> dict:
     "Which columns the model uses, and how: text columns and declared ones are categorical, the rest numeric."
     keys = {id_column, label, "cutoff", "split"}

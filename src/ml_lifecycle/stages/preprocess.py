@@ -21,18 +21,18 @@ from ..tables import read_table, require_columns, require_rows, write_json, writ
 from ..project import visible_columns, visible_values
 from ..modelling import EVENT_LABELS, Problem, event_label, resolved_problem, stratification_labels
 from ..reporting import markdown_table, write_markdown
+from ..snapshots import signed_up, snapshot_labels
 from ..spark import check_engine, data_engine, spark_for, with_engine
 
 # %% auto #0
 __all__ = ['EVENT_NAMES', 'QUANTITY', 'YAML_BOOLEANS', 'MIN_REGRESSION_ROWS', 'PARAMS_SCHEMA', 'columns_report', 'columns_page',
            'clean_units', 'event_columns', 'event_fields', 'require_event_columns', 'type_events', 'units_from_events',
            'amount_cap', 'usable_events', 'capped_events', 'clean_events', 'snapshot_cutoffs', 'require_event_span',
-           'signed_up', 'snapshot_labels', 'require_labelled_splits', 'label_snapshots', 'serving_rows',
-           'serving_snapshot', 'label_token', 'known_labels', 'positive_classes', 'is_positive',
-           'require_positive_class', 'class_labels', 'number_labels', 'label_from_column', 'require_both_splits',
-           'split_table', 'date_columns', 'labels_from_events', 'no_events', 'labels_from_column', 'split_report',
-           'bucket_key', 'tail_size', 'quantile_from_tail', 'merged_decisions', 'spark_labels_from_events',
-           'check_event_log', 'check_inputs', 'run']
+           'require_labelled_splits', 'label_snapshots', 'serving_rows', 'serving_snapshot', 'label_token',
+           'known_labels', 'positive_classes', 'is_positive', 'require_positive_class', 'class_labels', 'number_labels',
+           'label_from_column', 'require_both_splits', 'split_table', 'date_columns', 'labels_from_events', 'no_events',
+           'labels_from_column', 'split_report', 'bucket_key', 'tail_size', 'quantile_from_tail', 'merged_decisions',
+           'spark_labels_from_events', 'check_event_log', 'check_inputs', 'run']
 
 # %% ../../../nbs/05_preprocess.ipynb #05c005
 def columns_report(decisions: list[dict]) -> str:
@@ -220,31 +220,6 @@ def require_event_span(first: pd.Timestamp, last: pd.Timestamp, cutoff: pd.Times
                          f"{span}: the serving date must lie after {first:%Y-%m-%d} and on or before "
                          f"{last + day:%Y-%m-%d}, the day after the log ends (it is {serving_as_of:%Y-%m-%d})")
 
-
-def signed_up(customers: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
-    "Which customers had signed up before `when`: all of them when the unit table has no signup date."
-    return customers["signup_date"] < when if "signup_date" in customers else pd.Series(True, index=customers.index)
-
-def snapshot_labels(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: dict[pd.Timestamp, str],
-                    problem: Problem, label: str = "churn") -> pd.DataFrame:
-    """Customers active at each cutoff, with the cutoff, the split and the label of the `horizon_days` after it:
-    churn (1: no event in them, as int64) or spend (the sum of the event amounts in them, 0 for none, as float64).
-    Sorted by cutoff, then id. A function of whole customers: on a bucket of them, it gives that bucket's rows."""
-    idc, horizon = problem.id_column, pd.Timedelta(days=problem.horizon_days)
-    window = pd.Timedelta(days=problem.active_window_days)
-    rows = []
-    for cutoff, split in cutoffs.items():
-        ts = events["timestamp"]
-        active = events.loc[(ts >= cutoff - window) & (ts < cutoff), idc].unique()
-        active = customers.loc[customers[idc].isin(active) & signed_up(customers, cutoff), idc]
-        after = events.loc[(ts >= cutoff) & (ts < cutoff + horizon)]
-        if label == "spend":
-            spent = after.groupby(idc)["amount"].sum()
-            y = active.map(spent).fillna(0.0).astype("float64")
-        else:
-            y = (~active.isin(set(after[idc]))).astype("int64")
-        rows.append(pd.DataFrame({idc: active.to_numpy(), "cutoff": cutoff, "split": split, problem.label: y.to_numpy()}))
-    return pd.concat(rows, ignore_index=True).sort_values(["cutoff", idc], kind="stable").reset_index(drop=True)
 
 def require_labelled_splits(snapshots: pd.DataFrame, problem: Problem, stage: str = "preprocess", label: str = "churn"
                             ) -> None:
