@@ -161,7 +161,8 @@ def event_windows(units: pd.DataFrame, events: pd.DataFrame, problem: Problem, h
     first, last = events["timestamp"].min().normalize(), events["timestamp"].max().normalize()
     dates = window_grid(problem.cutoff_date, first + pd.Timedelta(days=history_days),
                         last - pd.Timedelta(days=horizon - 1), every_days)
-    trainable = [d for d in dates if training_cutoffs(d, horizon, k)[0] >= dates[0]] if dates else []
+    # a model trains where train could: its first snapshot after the log's first event (preprocess's rule)
+    trainable = [d for d in dates if training_cutoffs(d, horizon, k)[0] > first]
     needed = sorted({*dates, *(c for d in trainable for c in training_cutoffs(d, horizon, k))})
     labels = snapshot_labels(units, events, {d: "backtest" for d in needed}, problem, history.get("label", "churn"))
     table = build_features(units, events, labels, idc, windows_days, [c for c in units.columns if c != idc])
