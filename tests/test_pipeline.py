@@ -162,3 +162,20 @@ def test_executed_notebooks_record_the_run_and_no_check(tiny_project):
         assert all(c.outputs == [] and c.execution_count is None for c in skipped), path.name
         shown = json.dumps([c.get("outputs", []) for c in cells])
         assert "toy-project-" not in shown and "AssertionError" not in shown, f"{path.name}: a check's output is recorded"
+
+
+def test_the_backtest_writes_the_decay_curve_and_the_interval(tiny_project):
+    "Every model on every later window: age 0 is the fresh model itself, and the interval is an age where it fell behind."
+    import pandas as pd
+    summary = json.loads((tiny_project / "reports/backtest.json").read_text())
+    every = yaml.safe_load((tiny_project / "params.yaml").read_text())["backtest"]["every_days"]
+    assert summary["applicable"] and summary["models"] >= 3 and summary["every_days"] == every
+    decay = pd.read_csv(tiny_project / "reports/plots/decay.csv")
+    pairs = pd.read_csv(tiny_project / "reports/backtest.csv")
+    assert decay.loc[0, "age_days"] == 0 and decay.loc[0, "gap"] == 0 and (decay["age_days"] % every == 0).all()
+    assert decay["windows"].sum() == len(pairs) and decay.loc[0, "windows"] == summary["models"]
+    assert (pairs["age_days"] == (pd.to_datetime(pairs["window"]) - pd.to_datetime(pairs["trained"])).dt.days).all()
+    stale = decay[(decay["gap"] > summary["tolerance"]) | (decay["profit_gap"] > summary["profit_tolerance"])]
+    assert summary["interval_days"] == (int(stale["age_days"].min()) if len(stale) else None)
+    assert ("Retrain at least every" if summary["interval_days"] else "No retraining interval") in \
+        (tiny_project / "reports/backtest.md").read_text()

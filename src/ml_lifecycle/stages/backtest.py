@@ -282,7 +282,9 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
                    f"({sampled} {'units' if history else 'rows'}). The gap is how far a model of that age trails the "
                    "model trained fresh for the same window (positive: worse).",
                    "## By age\n\n" + markdown_table(rounded(curve, 4)),
-                   "## By training cutoff\n\n" + markdown_table(verdict["per_cutoff"]),
+                   "## By training cutoff\n\n" + markdown_table([{**c, "stale_after_days": c["stale_after_days"] or
+                                                                    f"held through {c['observed_days']}"}
+                                                                   for c in verdict["per_cutoff"]]),
                    *(["## Dates skipped\n\n" + markdown_table([{"date": k, "why": v} for k, v in summary["skipped"].items()])]
                      if skipped else []))
     return summary
