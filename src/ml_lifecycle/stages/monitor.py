@@ -183,12 +183,12 @@ def realised_metric(kept: pd.DataFrame, outcome: Path, problem, task: str, id_co
     return {"realised_metric": round(value, 6), "labelled_rows": len(joined)}
 
 # %% ../../../nbs/12_monitor.ipynb #12c019
-def model_date(params: Mapping, problem, root: Path) -> tuple[str | None, str]:
-    "The model's date (YYYY-MM-DD, or None) and where it comes from."
-    preprocess = params["preprocess"]
-    if preprocess["event_history"] is not None and problem.cutoff_date is not None:
+def model_date(event_history: Mapping | None, timestamp_column: str | None, problem, root: Path) -> tuple[str | None, str]:
+    """The model's date (YYYY-MM-DD, or None) and where it comes from, by `preprocess.event_history` and
+    `preprocess.timestamp_column`."""
+    if event_history is not None and problem.cutoff_date is not None:
         return problem.cutoff_date.strftime("%Y-%m-%d"), "problem.cutoff_date (labels derived from events are known up to it)"
-    column = preprocess["timestamp_column"]
+    column = timestamp_column
     if column is not None:
         values = pd.to_datetime(read_table(resolve(catalog.TRAIN, root), "monitor", [column], only=True)[column]).dropna()
         if not values.empty:
@@ -316,7 +316,7 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     labelled = history.dropna(subset=["realised_metric"])
     latest = labelled.iloc[-1].to_dict() if len(labelled) else None
 
-    dated = model_date(params, problem, root)
+    dated = model_date(params["preprocess"]["event_history"], params["preprocess"]["timestamp_column"], problem, root)
     age = (pd.Timestamp(date) - pd.Timestamp(dated[0])).days if dated[0] else None
     rules = judge(drift, latest, problem, age,
                   retraining_interval(resolve(catalog.BACKTEST_JSON, root)), dated)
