@@ -81,7 +81,8 @@ def main(argv=None) -> int:
               f"{verdict['verdict']}" + (f": {'; '.join(verdict['reasons'])}" if verdict["reasons"] else ""))
     print("\nskipped rules (last batch): " + ("; ".join(verdict["skipped"]) or "none"))
     history = pd.read_csv(scratch / catalog.MONITOR_HISTORY)
-    print(f"\nThe history ({scratch / catalog.MONITOR_HISTORY}), realised metrics filled as outcomes arrived:\n")
+    shown = scratch.resolve().relative_to(ROOT) if scratch.resolve().is_relative_to(ROOT) else scratch
+    print(f"\nThe history ({shown / catalog.MONITOR_HISTORY}), realised metrics filled as outcomes arrived:\n")
     print(history.to_string(index=False))
     expected = ["ok"] * (args.drift_month - 1) + ["retrain"] * (args.months - args.drift_month + 1)
     if verdicts != expected:
