@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from ml_lifecycle import catalog
-    from ml_lifecycle.core import read_yaml
+    from ml_lifecycle.core import StageError, read_yaml
     from ml_lifecycle.params import declared_view
     from ml_lifecycle.stages import monitor, score
     from ml_lifecycle.tables import write_table
@@ -71,7 +71,12 @@ def main(argv=None) -> int:
             earlier, _, labels = batches[month - args.lag]
             write_table(labels, scratch / "outcomes" / f"{earlier}.parquet")
         run_values = {**values, "score": {**values["score"], "batch": f"batches/{name}.parquet"}}
-        score.run(declared_view("score", run_values, scratch), scratch)
+        try:
+            score.run(declared_view("score", run_values, scratch), scratch)
+        except StageError as refused:   # beyond the schema's skew thresholds: no predictions, nothing to monitor
+            verdicts.append("refused")
+            print(f"{month + 1:<8} {name:11} refused by score: {refused.problem}")
+            continue
         verdict = monitor.run(declared_view("monitor", run_values, scratch), scratch)
         verdicts.append(verdict["verdict"])
         realised = (f"{verdict['realised_metric']:.3f} ({verdict['realised_batch']})" if verdict["realised_metric"]
