@@ -1,7 +1,8 @@
 """The monitor stage on a sequence of scored batches: `ok` every month before an injected drift, `retrain` from its
 first month on, naming the drifting feature; a batch monitored again replaces its row; outcomes arriving later give
-earlier batches their realised metric; a missing batch date or a bad parameter is a clear `StageError`. And the
-scheduled retraining workflow (.github/workflows/retrain.yml) is valid and names what exists.
+earlier batches their realised metric; a model older than the backtest's interval is a reason; a missing batch date or a
+bad parameter is a clear `StageError`. And the scheduled retraining workflow (.github/workflows/retrain.yml) is valid
+and names what exists.
 
 Fast: a toy project (a logistic model on 3000 rows), each month scored by the score stage and monitored."""
 import re
@@ -166,6 +167,25 @@ def test_missing_batch_date_and_bad_params_are_named(project, year):
     with pytest.raises(StageError) as e:
         monitor.check_inputs(month_values(values, "not-there"), root)
     assert e.value.field == "score.batch"
+
+
+def test_a_model_older_than_the_backtest_interval_is_a_reason(project, year):
+    root, values, _ = project
+    backtest, first = resolve(catalog.BACKTEST_JSON, root), year[0][0][0]   # the first month: steady, 30 days on
+    score.run(declared_view("score", month_values(values, first), root), root)   # the predictions are its own again
+    try:
+        for interval, verdict in ((20, "retrain"), (45, "ok")):
+            write_json({"applicable": True, "interval_days": interval}, backtest)
+            judged = monitor.run(declared_view("monitor", month_values(values, first), root), root)
+            assert (judged["verdict"], judged["model_age_days"]) == (verdict, 30), judged
+        assert judged["skipped"] == [] and judged["batch"] == first
+        write_json({"applicable": True, "interval_days": 20}, backtest)
+        assert monitor.run(declared_view("monitor", month_values(values, first), root), root)["reasons"] == [
+            "the model is 30 days old (dated 2025-04-01: problem.cutoff_date (labels derived from events are known up "
+            "to it)), beyond the backtest's interval of 20 days"]
+    finally:
+        backtest.unlink(missing_ok=True)
+        monitor.run(declared_view("monitor", month_values(values, first), root), root)   # its row as it was
 
 
 def test_the_committed_params_meet_the_contract():
