@@ -19,7 +19,7 @@ else
 $(error STACK must be "default" or "modern", not "$(STACK)")
 endif
 
-.PHONY: help env repro no-demo check test test-quick test-modern lab lock export dvc-yaml hooks stage schema bench bench-pipeline bench-validate bench-score bench-spark bench-engines FORCE
+.PHONY: help env repro no-demo check test test-quick test-modern lab lock export dvc-yaml hooks stage schema bench bench-pipeline bench-validate bench-score bench-spark bench-engines monitor-demo FORCE
 
 help:
 	@echo "make env     create .venv from the lock of this platform's stack (STACK=default|modern to choose)"
@@ -34,6 +34,7 @@ help:
 	@echo "make export  nbdev-export, clean the notebooks (tools/clean_notebooks.py) and regenerate dvc.yaml, after editing them"
 	@echo "make dvc-yaml  write dvc.yaml from the catalog's PIPELINE and the stage modules' imports (never edit it by hand)"
 	@echo "make hooks   install the pre-commit hooks and the notebook merge/diff drivers"
+	@echo "make monitor-demo  a year of monthly batches, drifting from month 7, scored and monitored: a line a month"
 	@echo "make stage NAME=<name>  scaffold a new stage: notebook, catalog entry, dvc.yaml stage, params.yaml section"
 	@echo "make schema  propose schema changes from the current data (tmp/schema-candidates/); data/schema/ is untouched"
 	@echo "make bench   speed and memory figures (bench-pipeline, bench-validate, bench-score), printed, never asserted;"
@@ -145,6 +146,12 @@ hooks: $(STAMP)
 	git config merge.jupyternotebook.name "notebooks merged cell by cell (nbdev-merge)"
 	git config merge.jupyternotebook.driver "tools/in-venv nbdev-merge %O %A %B %P"
 	git config diff.jupyternotebook.command "tools/in-venv nbdev-diff-driver"
+
+# The monitor's demo (tools/monitor_demo.py): it starts from the trained model in the workspace (`dvc repro train` runs
+# first when there is none) and works in tmp/monitor-demo/, leaving the project's outputs alone.
+monitor-demo: $(STAMP)
+	test -f models/model.skops || $(BIN)/dvc repro train
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python tools/monitor_demo.py
 
 # A new stage from the skeleton: nbs/NN_<name>.ipynb, its dvc.yaml stage and its params.yaml section.
 stage: $(STAMP)

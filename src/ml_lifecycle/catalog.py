@@ -15,8 +15,9 @@ __all__ = ['EXTERNAL', 'RAW', 'SCHEMA', 'VALIDATION', 'REFERENCE', 'INTERIM', 'F
            'MODEL', 'THRESHOLD', 'MODEL_DIGEST', 'MODEL_CARD', 'METRICS', 'SEGMENTS_REPORT', 'SEGMENTS_JSON',
            'PLOT_NAMES', 'PREDICTIONS_FILE', 'SCORE_ANOMALIES', 'SCORE_SUMMARY', 'SCORE_BATCH', 'BACKTEST_REPORT',
            'BACKTEST_JSON', 'BACKTEST_TABLE', 'DECAY_PLOT', 'MONITOR_HISTORY', 'MONITOR_DRIFT', 'MONITOR_VERDICT',
-           'MONITOR_REPORT', 'PIPELINE', 'OPTIONAL_STAGES', 'IN_GIT', 'METRIC_FILES', 'PERSISTENT', 'NOTES', 'CHARTS',
-           'raw_table', 'schema_file', 'statistics_file', 'reference_file', 'plot_file', 'executed_notebook']
+           'MONITOR_REPORT', 'MONITOR_PREDICTIONS', 'MONITOR_OUTCOMES', 'PIPELINE', 'OPTIONAL_STAGES', 'IN_GIT',
+           'METRIC_FILES', 'PERSISTENT', 'NOTES', 'CHARTS', 'raw_table', 'schema_file', 'statistics_file',
+           'reference_file', 'plot_file', 'executed_notebook']
 
 # %% ../../nbs/00a_catalog.ipynb #00ac005
 EXTERNAL = "data/external"        # the sources gather reads (the demo generator writes here)
@@ -27,7 +28,7 @@ REFERENCE = "data/reference"      # statistics of the last accepted data (a pers
 INTERIM = "data/interim"          # cleaned tables and the labelled snapshots
 FEATURES = "data/features"        # model-ready feature tables
 PREDICTIONS = "data/predictions"  # scores of the latest batch
-OUTCOMES = "data/outcomes"        # the realised labels of scored batches, as they arrive (the monitor reads them)
+OUTCOMES = "data/outcomes"        # the realised labels of scored batches, as they arrive (monitor.outcomes's default)
 MODELS = "models"
 REPORTS = "reports"
 EXECUTED = "reports/notebooks"    # executed copies of the stage notebooks
@@ -70,6 +71,8 @@ BACKTEST_TABLE = "reports/backtest.csv"         # every model (trained at a cuto
 DECAY_PLOT = f"{PLOTS}/decay.csv"                # the primary metric and the gap to a fresh model, by model age
 MONITOR_HISTORY, MONITOR_DRIFT = f"{MONITORING}/history.csv", f"{MONITORING}/drift.csv"   # grow by one batch a run
 MONITOR_VERDICT, MONITOR_REPORT = f"{MONITORING}/verdict.json", f"{MONITORING}/verdict.md"  # ok | retrain, and why
+MONITOR_PREDICTIONS = "data/monitoring"        # each monitored batch's predictions (<batch>.parquet), for its outcomes
+MONITOR_OUTCOMES = "${monitor.outcomes}"       # the folder params.yaml names (default OUTCOMES): DVC substitutes it
 
 def raw_table(source: str) -> str:
     "The gathered copy of the source (or table) named `source`."
@@ -118,10 +121,10 @@ PIPELINE = {   # dvc.yaml is generated from this and the stage modules' imports:
                             "train.decision_threshold", "backtest"],
                  "reads": [CHECK_RECORD, PROBLEM_JSON, UNITS, EVENTS, TRAIN, TEST, FEATURE_SPEC, CHOICE],
                  "writes": [BACKTEST_REPORT, BACKTEST_JSON, BACKTEST_TABLE, DECAY_PLOT]},
-    "monitor": {"params": ["problem", "score.batch", "monitor"],
-                "reads": [CHECK_RECORD, PROBLEM_JSON, FEATURE_SPEC, TRAIN, MODEL_DIGEST, SCORE_BATCH, PREDICTIONS_FILE,
-                          BACKTEST_JSON, OUTCOMES],
-                "writes": [MONITOR_HISTORY, MONITOR_DRIFT, MONITOR_VERDICT, MONITOR_REPORT]},
+    "monitor": {"params": ["problem", "preprocess.event_history", "preprocess.timestamp_column", "score.batch", "monitor"],
+                "reads": [CHECK_RECORD, PROBLEM_JSON, FEATURE_SPEC, TRAIN, MODEL, MODEL_DIGEST, SCORE_BATCH, PREDICTIONS_FILE,
+                          BACKTEST_JSON, MONITOR_OUTCOMES],
+                "writes": [MONITOR_PREDICTIONS, MONITOR_HISTORY, MONITOR_DRIFT, MONITOR_VERDICT, MONITOR_REPORT]},
 }
 OPTIONAL_STAGES = ("demo_data",)   # in the pipeline while params.yaml has the stage's section (`make no-demo` drops it)
 # Small text outputs versioned by git beside the code (`cache: false`), not by DVC's cache.
@@ -137,6 +140,7 @@ PERSISTENT = {   # kept when the stage reruns (DVC deletes other outputs first)
     REFERENCE: "statistics of the last accepted data: moved only when data passes",
     MONITOR_HISTORY: "one row per scored batch: a batch scored again replaces its row",
     MONITOR_DRIFT: "each batch's drift per feature, as the history",
+    MONITOR_PREDICTIONS: "each batch's predictions, kept until its outcomes arrive",
 }
 NOTES = {   # why an output is there, as a comment in dvc.yaml
     RAW: "one <source name>.parquet per source in params.yaml",
@@ -157,4 +161,6 @@ CHARTS = [   # the top-level plots of dvc.yaml: (title, template, x, file, y)
     ("Mean residual by predicted decile (regression)", "simple", "decile", plot_file("residuals"), "mean_residual"),
     ("Model decay (backtest), the gap to a freshly trained model by age in days", "simple", "age_days",
      DECAY_PLOT, "gap"),
+    ("Monitoring by batch date, largest feature drift, prediction shift and realised primary metric", "simple",
+     "batch_date", MONITOR_HISTORY, "[max_drift, prediction_shift, realised_metric]"),   # a file is drawn once: y a list
 ]
