@@ -151,7 +151,7 @@ hooks: $(STAMP)
 # first when there is none) and works in tmp/monitor-demo/, leaving the project's outputs alone.
 monitor-demo: $(STAMP)
 	test -f models/model.skops || $(BIN)/dvc repro train
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python tools/monitor_demo.py
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python tools/monitor_demo.py $$(test -f reports/backtest.json && echo --backtest)
 
 # A new stage from the skeleton: nbs/NN_<name>.ipynb, its dvc.yaml stage and its params.yaml section.
 stage: $(STAMP)

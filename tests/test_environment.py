@@ -217,8 +217,9 @@ def test_the_resolve_check_has_teeth(resolve, stack, platform):
 
 def test_only_the_validate_stage_imports_tensorflow():
     light = ["core", "params", "tables", "project", "check", "cli", "catalog", "cleaning", "reporting", "modelling", "gate",
-             "execution", "spark", "statistics", *(f"stages.{s}" for s in ["validate", "problem", "demo_data", "gather", "preprocess", "features",
-                                                    "select", "train", "evaluate", "score"])]
+             "execution", "spark", "statistics", "snapshots",
+             *(f"stages.{s}" for s in ["validate", "problem", "demo_data", "gather", "preprocess", "features", "select",
+                                       "train", "evaluate", "score", "backtest", "monitor"])]
     code = (f"import sys; import {', '.join('ml_lifecycle.' + m for m in light)};"
             "print(sorted(m for m in ('tensorflow', 'tensorflow_data_validation', 'apache_beam') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

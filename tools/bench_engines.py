@@ -8,7 +8,7 @@ sampled every 0.25 s; and the machine's peak memory in use over the run. The fix
 (cluster start, TensorFlow in the executors, 1 against 2 workers) are `make bench-spark`.
 
     python tools/bench_engines.py [--customers 1000000] [--engines pandas spark] [--workers 2] [--buckets 16]
-                                  [--set train.fit_rows=1000000 ...] [--keep]
+                                  [--set train.fit_rows=1000000 ...] [--memory-limit-gb 16] [--keep]
 """
 from __future__ import annotations
 
@@ -72,18 +72,24 @@ def tree_rss(pids: list[int]) -> int:
     return total
 
 
-def repro(project: Path, cluster_pids: list[int]) -> tuple[dict, dict, int]:
-    "`dvc repro` in `project`: seconds and peak tree memory per stage, and the machine's peak memory in use."
+def repro(project: Path, cluster_pids: list[int], limit: int | None = None) -> tuple[dict, dict, int, str | None]:
+    """`dvc repro` in `project`: seconds and peak tree memory per stage, the machine's peak memory in use, and the stage
+    stopped when the run's memory (its process tree and the cluster's) passed `limit` bytes (None: it finished)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    current, peaks, seconds, machine, log = ["(start)"], {}, {}, [0], []
+    current, peaks, seconds, machine, log, stopped = ["(start)"], {}, {}, [0], [], [None]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
             rss = tree_rss([proc.pid, *cluster_pids])
             peaks[current[0]] = max(peaks.get(current[0], 0), rss)
+            if limit and rss > limit and stopped[0] is None:   # what the machine cannot hold: stop, say where
+                stopped[0] = current[0]
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    child.kill()
+                proc.kill()
             vm = psutil.virtual_memory()
             machine[0] = max(machine[0], vm.total - vm.available)
             time.sleep(0.25)
@@ -99,10 +105,10 @@ def repro(project: Path, cluster_pids: list[int]) -> tuple[dict, dict, int]:
     proc.wait()
     done.set()
     sampler.join()
-    if proc.returncode:
+    if proc.returncode and stopped[0] is None:
         tail = "".join(log[-40:])
         raise SystemExit(f"dvc repro failed in {project} ({proc.returncode}):\n{tail}")
-    return seconds, peaks, machine[0]
+    return seconds, peaks, machine[0], stopped[0]
 
 
 def main():
@@ -115,6 +121,8 @@ def main():
     parser.add_argument("--buckets", type=int, default=16)
     parser.add_argument("--set", nargs="*", default=[], help="more params, e.g. train.fit_rows=1000000")
     parser.add_argument("--keep", action="store_true", help="keep the copies (their paths are printed)")
+    parser.add_argument("--memory-limit-gb", type=float, default=None,
+                        help="stop a run whose memory passes this (e.g. 16: what a 24 GB machine can give it)")
     args = parser.parse_args()
     extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     results = {}
@@ -136,16 +144,21 @@ def main():
         subprocess.run("git -c user.email=b@b -c user.name=b commit -qam bench", cwd=project, shell=True, check=True)
         start = time.perf_counter()
         try:
-            seconds, peaks, machine = repro(project, cluster.pids if cluster else [])
+            seconds, peaks, machine, stopped = repro(project, cluster.pids if cluster else [],
+                                                     int(args.memory_limit_gb * GB) if args.memory_limit_gb else None)
         finally:
             if cluster:
                 cluster.stop()
         results[engine] = (seconds, peaks, machine, time.perf_counter() - start)
-        print(f"{engine}: dvc repro in {results[engine][3]:.0f} s, machine memory in use at most {machine / GB:.1f} GB"
-              f"{f' ({project})' if args.keep else ''}")
+        if stopped:
+            print(f"{engine}: STOPPED in stage {stopped} after {results[engine][3]:.0f} s: its memory passed "
+                  f"{args.memory_limit_gb:g} GB ({peaks[stopped] / GB:.1f} GB when stopped)")
+        else:
+            print(f"{engine}: dvc repro in {results[engine][3]:.0f} s, machine memory in use at most {machine / GB:.1f} GB"
+                  f"{f' ({project})' if args.keep else ''}")
         if not args.keep:
             shutil.rmtree(project.parent, ignore_errors=True)
-    stages = list(dict.fromkeys(s for r in results.values() for s in r[0]))
+    stages = list(dict.fromkeys(s for r in results.values() for s in [*r[0], *r[1]] if s != "(start)"))
     print(f"\n{args.customers:,} customers: seconds and peak memory (GB; the stage's processes"
           f"{' and the cluster' if 'spark' in results else ''}) per stage")
     print(f"{'stage':<12}" + "".join(f"{e + ' s':>12}{e + ' GB':>12}" for e in results))

@@ -360,6 +360,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                  'ml_lifecycle/stages/backtest.py'),
                                               'ml_lifecycle.stages.backtest.not_applicable': ( 'backtest.html#not_applicable',
                                                                                                'ml_lifecycle/stages/backtest.py'),
+                                              'ml_lifecycle.stages.backtest.resampled_intervals': ( 'backtest.html#resampled_intervals',
+                                                                                                    'ml_lifecycle/stages/backtest.py'),
                                               'ml_lifecycle.stages.backtest.rounded': ( 'backtest.html#rounded',
                                                                                         'ml_lifecycle/stages/backtest.py'),
                                               'ml_lifecycle.stages.backtest.rows_of': ( 'backtest.html#rows_of',
