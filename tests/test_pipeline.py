@@ -59,13 +59,13 @@ def test_second_repro_runs_nothing(tiny_project):
 def test_changing_a_training_parameter_reruns_only_what_is_downstream(tiny_copy):
     set_params(tiny_copy, {("train", "decision_threshold"): 0.35})
     result = run("dvc repro", tiny_copy)
-    assert sorted(ran_stages(result.stdout)) == ["check", "evaluate", "score", "train"]   # train and what depends on it
+    assert sorted(ran_stages(result.stdout)) == ["backtest", "check", "evaluate", "monitor", "score", "train"]   # and what follows
     assert json.loads((tiny_copy / "reports/metrics.json").read_text())["threshold"] == 0.35
 
 
 def test_experiments_set_params_and_show_them(tiny_copy):
     result = run("dvc exp run -S train.decision_threshold=0.4", tiny_copy)
-    assert sorted(ran_stages(result.stdout)) == ["check", "evaluate", "score", "train"]
+    assert sorted(ran_stages(result.stdout)) == ["backtest", "check", "evaluate", "monitor", "score", "train"]
     shown = json.loads(run("dvc exp show --json", tiny_copy).stdout)
     assert '"decision_threshold": 0.4' in json.dumps(shown)
 

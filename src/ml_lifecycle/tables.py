@@ -12,13 +12,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from .core import StageError
 
 # %% auto #0
 __all__ = ['TABLE_FORMATS', 'LEADING_ZERO', 'atomic_write', 'write_json', 'read_json', 'write_table', 'write_text',
-           'parquet_parts', 'table_columns', 'csv_codes', 'read_table', 'iter_table', 'require_columns', 'require_rows']
+           'parquet_parts', 'table_columns', 'csv_codes', 'read_table', 'iter_table', 'require_columns', 'require_rows',
+           'sampled_rows']
 
 # %% ../../nbs/00h_tables.ipynb #00h018
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -153,3 +155,19 @@ def require_rows(df: pd.DataFrame, stage: str, source: Any, what: str = "rows") 
     if len(df) == 0:
         raise StageError(stage, source, None, f"dataset is empty: no {what}")
     return df
+
+# %% ../../nbs/00h_tables.ipynb #00h019s
+def sampled_rows(path: str | Path, columns: list[str], rows: int, chunk_rows: int, seed: int = 0, stage: str = "tables",
+                 field: str | None = None) -> pd.DataFrame:
+    """At most `rows` rows of the Parquet table at `path` (a file or a folder of parts; its `columns`): a seeded uniform
+    sample in file order, read `chunk_rows` rows at a time, so memory holds the sample and one chunk. Every row when
+    there are no more. Score's skew check and the monitor's reference predictions draw from the training table so."""
+    import pyarrow.parquet as pq
+    total = sum(pq.ParquetFile(part).metadata.num_rows for part in parquet_parts(path))
+    keep = np.arange(total) if total <= rows else np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
+    parts, start = [], 0
+    for chunk in iter_table(path, columns, chunk_rows, stage, field):
+        low, high = np.searchsorted(keep, [start, start + len(chunk)])
+        parts.append(chunk.iloc[keep[low:high] - start])
+        start += len(chunk)
+    return pd.concat(parts, ignore_index=True)

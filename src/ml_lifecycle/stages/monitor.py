@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from .. import catalog
 from ..core import StageError, project_root, resolve
@@ -19,13 +18,13 @@ from ..modelling import load_model, model_columns, model_parts, model_task, reso
 from ..params import params_contract
 from ..project import will_exist
 from ..reporting import markdown_table, write_csv, write_markdown
-from ..tables import iter_table, parquet_parts, read_json, read_table, table_columns, write_json, write_table
+from ..tables import iter_table, read_json, read_table, sampled_rows, table_columns, write_json, write_table
 
 # %% auto #0
 __all__ = ['PARAMS_SCHEMA', 'HISTORY_COLUMNS', 'DRIFT_COLUMNS', 'batch_name', 'batch_date', 'check_inputs', 'as_categories',
-           'table_statistics', 'feature_drift', 'training_sample', 'model_scores', 'written_scores', 'prediction_shift',
-           'outcome_files', 'kept_predictions', 'realised_metric', 'model_date', 'retraining_interval', 'judge',
-           'replaced', 'read_or_empty', 'write_report', 'same_batch', 'run', 'monthly_batches']
+           'table_statistics', 'feature_drift', 'model_scores', 'written_scores', 'prediction_shift', 'outcome_files',
+           'kept_predictions', 'realised_metric', 'model_date', 'retraining_interval', 'judge', 'replaced',
+           'read_or_empty', 'write_report', 'same_batch', 'run', 'monthly_batches']
 
 # %% ../../../nbs/12_monitor.ipynb #12c007
 PARAMS_SCHEMA = params_contract("monitor", {
@@ -112,18 +111,6 @@ def feature_drift(reference, batch, categorical: list[str], threshold: float, by
     return sorted(rows, key=lambda r: (-r["value"], r["feature"]))
 
 # %% ../../../nbs/12_monitor.ipynb #12c013
-def training_sample(path: Path, columns: list[str], rows: int, chunk_rows: int, seed: int) -> pd.DataFrame:
-    """At most `rows` rows of the Parquet table at `path` (its `columns`): a seeded uniform sample in file order, read
-    `chunk_rows` rows at a time; every row when there are no more."""
-    total = sum(pq.ParquetFile(part).metadata.num_rows for part in parquet_parts(path))
-    keep = np.arange(total) if total <= rows else np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
-    parts, start = [], 0
-    for chunk in iter_table(path, columns, chunk_rows, "monitor", catalog.TRAIN):
-        low, high = np.searchsorted(keep, [start, start + len(chunk)])
-        parts.append(chunk.iloc[keep[low:high] - start])
-        start += len(chunk)
-    return pd.concat(parts, ignore_index=True)
-
 def model_scores(model, rows: pd.DataFrame, task: str) -> np.ndarray:
     "What the predictions file holds as the score: a binary model's probability, a predicted value, or a predicted class."
     return model.predict_proba(rows)[:, 1] if task == "binary" else model.predict(rows)
@@ -297,7 +284,8 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
                           table_statistics(batch, batch_columns, spec["categorical"], settings["chunk_rows"], cleaner,
                                            "score.batch"),
                           spec["categorical"], settings["drift_threshold"], settings["drift_by_feature"])
-    sample = training_sample(train, columns, settings["prediction_sample_rows"], settings["chunk_rows"], settings["seed"])
+    sample = sampled_rows(train, columns, settings["prediction_sample_rows"], settings["chunk_rows"], settings["seed"],
+                          "monitor", catalog.TRAIN)
     shift = prediction_shift(model_scores(model, sample, task), written_scores(predictions, task), task)
 
     kept_folder = resolve(catalog.MONITOR_PREDICTIONS, root)

@@ -23,7 +23,7 @@ from ..core import StageError, project_root, resolve
 from ..params import params_contract
 from ..spark import check_engine, fresh_folder, run_per_bucket, spark_for, spark_statistics, with_engine, write_bucket
 from ..statistics import merge_partials, merge_statistics, partial_statistics
-from ..tables import atomic_write, iter_table, parquet_parts, read_json, table_columns, write_json
+from ..tables import atomic_write, iter_table, parquet_parts, read_json, sampled_rows, table_columns, write_json
 from ..project import will_exist
 from ..gate import check_statistics, load_schema, modelling_schema, skew_anomalies, streamed_statistics
 from ..modelling import decide, load_model, model_columns, model_parts, model_task, resolved_problem
@@ -32,9 +32,8 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 # %% auto #0
 __all__ = ['PARAMS_SCHEMA', 'SKEW_SEED', 'check_inputs', 'batch_chunks', 'prepared_chunks', 'score_chunk', 'write_predictions',
-           'training_sample', 'batch_anomalies', 'batch_schema', 'judge_batch', 'unseen_level_rows',
-           'write_batch_report', 'refuse_batch', 'batch_units', 'unit_rows', 'check_unit', 'spark_batch_anomalies',
-           'score_unit', 'spark_predictions', 'run']
+           'batch_anomalies', 'batch_schema', 'judge_batch', 'unseen_level_rows', 'write_batch_report', 'refuse_batch',
+           'batch_units', 'unit_rows', 'check_unit', 'spark_batch_anomalies', 'score_unit', 'spark_predictions', 'run']
 
 # %% ../../../nbs/10_score.ipynb #10c006
 PARAMS_SCHEMA = with_engine(params_contract("score", {
@@ -148,18 +147,6 @@ def _summary(totals: dict) -> dict:
 # %% ../../../nbs/10_score.ipynb #10c015
 SKEW_SEED = 0   # which training rows the skew check samples: the same ones on every run
 
-def training_sample(path: Path, columns: list[str], rows: int, chunk_rows: int, seed: int = SKEW_SEED) -> pd.DataFrame:
-    """At most `rows` rows of the Parquet file at `path` (its `columns`): a seeded uniform sample, in file order, read
-    `chunk_rows` rows at a time, so memory holds the sample and one chunk. Every row when there are no more."""
-    total = sum(pq.ParquetFile(part).metadata.num_rows for part in parquet_parts(path))   # a file, or a folder of parts
-    keep = np.arange(total) if total <= rows else np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
-    parts, start = [], 0
-    for chunk in iter_table(path, columns, chunk_rows, "score", catalog.TRAIN):
-        low, high = np.searchsorted(keep, [start, start + len(chunk)])
-        parts.append(chunk.iloc[keep[low:high] - start])
-        start += len(chunk)
-    return pd.concat(parts, ignore_index=True)
-
 def batch_anomalies(chunks: Iterator[pd.DataFrame], spec: dict, training: Path, skew_sample_rows: int,
                     root: Path | None = None, unseen: Mapping | None = None, chunk_rows: int = 100_000
                     ) -> tuple[list[dict], list[dict], list[dict]]:
@@ -208,7 +195,7 @@ def judge_batch(stats: statistics_pb2.DatasetFeatureStatisticsList, sample: list
     checked = check_statistics(stats, "features", schema, "SERVING", stage="score")
     if not checked["rows"]:
         raise StageError("score", "score.batch", None, "the batch is empty: nothing to score")
-    skew = skew_anomalies(training_sample(training, columns, skew_sample_rows, chunk_rows), pd.concat(sample),
+    skew = skew_anomalies(sampled_rows(training, columns, skew_sample_rows, chunk_rows, SKEW_SEED, "score", catalog.TRAIN), pd.concat(sample),
                           "features", root=root, schema=schema, stage="score")
     found = checked["anomalies"] + (skew if committed else [])
     unique = list({(a["feature"], a["anomaly"]): a for a in found}.values())   # one row per (feature, anomaly)
