@@ -138,7 +138,7 @@ def resampled_intervals(pairs: pd.DataFrame, tolerance: float, profit_tolerance:
 def interval_verdict(curve: pd.DataFrame, pairs: pd.DataFrame, tolerance: float, profit_tolerance: float | None,
                      seed: int = 0) -> dict:
     """The recommended interval from the average curve; its spread over resampled training cutoffs (the 10th, 50th and
-    90th percentiles of the intervals found, and the share of resamples with none); the same rule per cutoff."""
+    90th percentiles of the intervals found, and how many resamples found none); the same rule per cutoff."""
     profit = "profit_gap" in curve and profit_tolerance is not None
     interval = first_stale_age(curve["age_days"], curve["gap"], tolerance, curve["profit_gap"] if profit else None,
                                profit_tolerance)
@@ -152,7 +152,7 @@ def interval_verdict(curve: pd.DataFrame, pairs: pd.DataFrame, tolerance: float,
     fired = [age for age in found if age is not None]
     spread = {f"p{q}": int(np.percentile(fired, q, method="lower")) for q in (10, 50, 90)} if fired else None
     return {"interval_days": interval, "held_through_days": int(curve["age_days"].max()) if interval is None else None,
-            "spread_days": spread, "resamples_without_interval": round((len(found) - len(fired)) / len(found), 3),
+            "spread_days": spread, "resamples_without_interval": len(found) - len(fired),
             "per_cutoff": per_cutoff}
 
 # %% ../../../nbs/11_backtest.ipynb #11c018
@@ -212,7 +212,7 @@ def verdict_sentence(verdict: Mapping, problem: Problem, tolerance: float, profi
     return (f"**Retrain at least every {verdict['interval_days']} days**: from that age, a model trails a freshly "
             f"trained one by more than {bar} on average. With the training cutoffs resampled {RESAMPLES} times, the "
             f"interval lies between {spread['p10']} and {spread['p90']} days in 80% of the resamples (median "
-            f"{spread['p50']})" + (f"; {none:.0%} of them find no age beyond the tolerance." if none else "."))
+            f"{spread['p50']})" + (f"; in {none} of them no age passes the tolerance." if none else "."))
 
 # %% ../../../nbs/11_backtest.ipynb #11c024
 PARAMS_SCHEMA = params_contract("backtest", {
