@@ -144,16 +144,16 @@ def test_a_batch_monitored_again_replaces_its_row(project, year):
     pd.testing.assert_frame_equal(after, before)
 
 
-def test_missing_batch_date_and_bad_params_are_named(project, year):
+def test_an_undated_batch_is_monitored_and_bad_params_are_named(project, year):
     root, values, held_out = project
     undated = held_out.head(200).drop(columns=["churned", "cutoff"])
     write_table(undated, root / "batches" / "undated.parquet")
-    with pytest.raises(StageError) as e:
-        monitor.check_inputs(month_values(values, "undated"), root)
-    assert (e.value.stage, e.value.field) == ("monitor", "monitor.batch_date") and "undated" in e.value.problem
-    with pytest.raises(StageError) as e:
-        monitor.run(declared_view("monitor", month_values(values, "undated"), root), root)
-    assert e.value.field == "monitor.batch_date"
+    monitor.check_inputs(month_values(values, "undated"), root)   # no date: monitored, its age not judged
+    score.run(declared_view("score", month_values(values, "undated"), root), root)
+    undated_verdict = monitor.run(declared_view("monitor", month_values(values, "undated"), root), root)
+    assert undated_verdict["batch_date"] is None and undated_verdict["model_age_days"] is None
+    assert any(s.startswith("model age:") for s in undated_verdict["skipped"])
+    assert "of no date" in (root / "reports/monitoring/verdict.md").read_text()
     dated = month_values(values, "undated", batch_date="2025-12-01")
     score.run(declared_view("score", dated, root), root)
     assert monitor.run(declared_view("monitor", dated, root), root)["batch_date"] == "2025-12-01"

@@ -55,6 +55,9 @@ def test_rare_categories_in_the_held_out_rows_are_scored_and_named(quick_start):
     summary = json.loads((project / "reports/score/summary.json").read_text())
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert summary["rows"] == metrics["n_test"] and summary["unseen_levels"] >= 1
+    history = pd.read_csv(project / "reports/monitoring/history.csv")   # the demo's batches left with the demo
+    assert history["batch"].tolist() == ["serving"] and history["rows"].tolist() == [summary["rows"]]
+    assert history["batch_date"].isna().all()   # rows split at random: undated, the model's age not judged
     report = " ".join((project / "reports/score/anomalies.md").read_text().split())
     assert "Anomalies: 0" in report and "| native-country | Holand-Netherlands | 1 |" in report and "| warning |" in report
     predictions = pd.read_parquet(project / "data/predictions/predictions.parquet")

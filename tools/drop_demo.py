@@ -1,7 +1,8 @@
 """Leave the example business out of a project that works on its own data.
 
 Removes the `demo_data` stage from dvc.yaml (and its entry in dvc.lock), the `demo_data:` section of params.yaml,
-what the stage wrote (data/external/crm.sqlite, data/external/events/ and its executed notebook) and the CI small
+what the stage wrote (data/external/crm.sqlite, data/external/events/ and its executed notebook), the monitor's history
+of the demo's batches (reports/monitoring/history.csv, drift.csv, data/monitoring/: your batches start it anew) and the CI small
 sample's override of the stage's size (`-S demo_data.…` in .github/workflows/ci.yml). The rest of the
 pipeline is untouched; `gather:` in params.yaml must then name your own sources (README: "Use your own data"), and
 `ml-lifecycle check` says so until it does. The notebook nbs/02_demo_data.ipynb stays, outside the pipeline: it is
@@ -18,7 +19,9 @@ from pathlib import Path
 
 STAGE = "demo_data"
 WORKFLOW = ".github/workflows/ci.yml"
-OUTPUTS = ["data/external/crm.sqlite", "data/external/events", f"reports/notebooks/02_{STAGE}.ipynb"]
+OUTPUTS = ["data/external/crm.sqlite", "data/external/events", f"reports/notebooks/02_{STAGE}.ipynb",
+           # the monitor's history is persistent: the demo's batches must not open the history of your own
+           "reports/monitoring/history.csv", "reports/monitoring/drift.csv", "data/monitoring"]
 
 
 def without_block(text: str, key: str, indent: int) -> tuple[str, bool]:

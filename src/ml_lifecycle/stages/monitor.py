@@ -42,18 +42,14 @@ def batch_name(batch: str | Path) -> str:
 
 def batch_date(path: Path, batch_date_param: str | None, source: str) -> str:
     """The batch's date (YYYY-MM-DD): the latest value of its `cutoff` column when it has one, else the
-    `monitor.batch_date` parameter; neither, or both disagreeing, is a `StageError` naming the parameter."""
+    `monitor.batch_date` parameter; None when neither dates it (a table split at random has no time: the report says
+    the model's age is not judged). Both, disagreeing, is a `StageError` naming the parameter."""
     stated = pd.Timestamp(batch_date_param).strftime("%Y-%m-%d") if batch_date_param else None
     if "cutoff" not in table_columns(path, "monitor", "score.batch"):
-        if stated is None:
-            raise StageError("monitor", "params.yaml", "monitor.batch_date",
-                             f"the batch {source} has no cutoff column to date it: set monitor.batch_date to its date "
-                             f"(YYYY-MM-DD), or add a cutoff column")
         return stated
     values = read_table(path, "monitor", ["cutoff"], only=True)["cutoff"].dropna()
-    if values.empty:
-        raise StageError("monitor", source, "cutoff", "the batch's cutoff column is empty: fill it, or drop it and set "
-                                                      "monitor.batch_date")
+    if values.empty:   # the rows of a table split at random: no time
+        return stated
     cutoff = pd.to_datetime(values, unit="s") if pd.api.types.is_numeric_dtype(values) else pd.to_datetime(values)
     found = cutoff.max().strftime("%Y-%m-%d")
     if stated not in (None, found):
@@ -213,7 +209,7 @@ def judge(drift: list[dict], latest_labelled: dict | None, problem, age_days: in
     days, why = interval
     if days is None or age_days is None:
         rules.append({"rule": "model age", "status": "skipped",
-                      "reason": why if days is None else f"the model has no date: {dated[1]}"})
+                      "reason": why if days is None else f"the age is unknown: {dated[1]}"})
     else:
         old = age_days > days
         rules.append({"rule": "model age", "status": "fired" if old else "passed",
@@ -242,7 +238,7 @@ def write_report(verdict: dict, rules: list[dict], drift: list[dict], history: p
     shown = history.tail(12).astype(object).where(history.tail(12).notna(), "")
     return write_markdown(
         resolve(catalog.MONITOR_REPORT, root), f"Monitoring: {verdict['verdict']}",
-        f"Batch `{verdict['batch']}` of {verdict['batch_date']}, {verdict['rows']} rows. **Verdict: {verdict['verdict']}**"
+        f"Batch `{verdict['batch']}` of {verdict['batch_date'] or 'no date'}, {verdict['rows']} rows. **Verdict: {verdict['verdict']}**"
         + ("".join(f"\n- {r}" for r in verdict["reasons"]) if verdict["reasons"] else " (no rule fired)."),
         "## Rules\n\n" + markdown_table(rules, ["rule", "status", "reason"]),
         f"## Drift of each feature from the training rows\n\nTFDV's comparators (L-infinity for categories, Jensen-Shannon "
@@ -305,7 +301,9 @@ def run(params: Mapping, root: str | Path | None = None) -> dict:
     latest = labelled.iloc[-1].to_dict() if len(labelled) else None
 
     dated = model_date(params["preprocess"]["event_history"], params["preprocess"]["timestamp_column"], problem, root)
-    age = (pd.Timestamp(date) - pd.Timestamp(dated[0])).days if dated[0] else None
+    if date is None:
+        dated = (None, "the batch has no date (no cutoff column, monitor.batch_date null): set monitor.batch_date")
+    age = (pd.Timestamp(date) - pd.Timestamp(dated[0])).days if dated[0] and date else None
     rules = judge(drift, latest, problem, age,
                   retraining_interval(resolve(catalog.BACKTEST_JSON, root)), dated)
     fired = [r["reason"] for r in rules if r["status"] == "fired"]
