@@ -9,12 +9,12 @@ import yaml
 from _project import link_env
 from conftest import ROOT, copy_project, run
 
-NAME = "monitor"
+NAME = "explain"
 
 
 @pytest.fixture(scope="module")
 def scaffolded(tmp_path_factory):
-    "A project copy after `make stage NAME=monitor` (on this environment: .venv links to it, nothing is installed)."
+    "A project copy after `make stage NAME=explain` (on this environment: .venv links to it, nothing is installed)."
     project = copy_project(tmp_path_factory.mktemp("scaffold") / "project")
     link_env(project)
     before = sorted(p.name for p in (project / "nbs").glob("[0-9][0-9]_*.ipynb"))

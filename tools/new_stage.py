@@ -1,15 +1,15 @@
 """Scaffold a new lifecycle stage: `make stage NAME=<name>` (this script, then `nbdev-export`).
 
-Writes, for a stage called `monitor` in a project whose last notebook is `10_score.ipynb`:
+Writes, for a stage called `explain` in a project whose last notebook is `12_monitor.ipynb`:
 
-- `nbs/11_monitor.ipynb`: the skeleton every stage follows (a narrative, its exported parameter contract
+- `nbs/13_explain.ipynb`: the skeleton every stage follows (a narrative, its exported parameter contract
   `PARAMS_SCHEMA`, an exported function with a check under it, `run(params, root)` checked on a toy project, and a
   **Run the stage** section with papermill's `parameters` cell), clean;
-- its entry in the pipeline (`nbs/00a_catalog.ipynb`: `MONITOR_SUMMARY` and `PIPELINE["monitor"]`: the params it
+- its entry in the pipeline (`nbs/00a_catalog.ipynb`: `EXPLAIN_SUMMARY` and `PIPELINE["explain"]`: the params it
   reads, what it reads and writes), from which `make stage` then regenerates `dvc.yaml` (`ml-lifecycle dvc-yaml`);
-- a `monitor:` section at the end of `params.yaml`.
+- an `explain:` section at the end of `params.yaml`.
 
-Then edit the notebook and its `PIPELINE` entry, `make export`, and `dvc repro monitor`.
+Then edit the notebook and its `PIPELINE` entry, `make export`, and `dvc repro explain`.
 """
 import argparse
 import json
